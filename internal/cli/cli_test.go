@@ -32,6 +32,9 @@ func TestScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"statesnap": cmdStateSnap,
 			"mode":      cmdMode,
+			"upstream":  cmdUpstream,
+			"waitfor":   cmdWaitFor,
+			"loadenv":   cmdLoadEnv,
 		},
 	})
 }

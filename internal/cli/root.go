@@ -181,6 +181,8 @@ Register any HTTP API as a provider, store its key once, and run:
 		newCACmd(e),
 		newProviderCmd(e),
 		newSecretCmd(e),
+		newProxyCmd(e),
+		newPolicyCmd(e),
 	)
 	return root
 }

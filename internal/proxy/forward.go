@@ -1,0 +1,348 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/cordon-dev/cordon/internal/audit"
+	"github.com/cordon-dev/cordon/internal/provider"
+	"github.com/cordon-dev/cordon/internal/secret"
+)
+
+// forwarder handles the requests for one destination: those inside one
+// tunnel, or one absolute-form request.
+type forwarder struct {
+	p       *Proxy
+	id      Identity
+	target  target
+	verdict Verdict
+
+	tunnel      bool // inside a CONNECT: the Host header must agree
+	intercepted bool // TLS terminated by cordon
+	bypassed    bool // policy said bypass: forward, never inject
+}
+
+var _ http.Handler = (*forwarder)(nil)
+
+// exchange is the state of one request on its way through, shared with
+// the reverse proxy's callbacks through the request context.
+type exchange struct {
+	fw       *forwarder
+	ev       audit.Event
+	auth     provider.Auth
+	secret   string
+	inject   bool
+	upstream *upstreamKey
+}
+
+type exchangeKey struct{}
+
+func (fw *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p, t := fw.p, fw.target
+	x := &exchange{fw: fw}
+	x.ev = audit.Event{
+		Time: time.Now(), Sandbox: fw.id.Sandbox, Method: r.Method, Scheme: t.scheme,
+		Host: t.host, Port: t.port, Path: audit.RedactTarget(r.URL.EscapedPath(), r.URL.RawQuery),
+		Intercepted: fw.intercepted, Decision: "allow", Rule: fw.verdict.Rule,
+	}
+	ev := &x.ev
+
+	// Inside a tunnel the destination is the CONNECT authority; a request
+	// that names another (Host, :authority or an absolute URL) is refused
+	// rather than trusted.
+	if fw.tunnel {
+		if reason := fw.checkAuthority(r); reason != "" {
+			p.refuse(w, ev, http.StatusMisdirectedRequest, "deny", reason)
+			return
+		}
+	}
+
+	if p.cfg.Policy != nil {
+		v := p.cfg.Policy.Request(fw.id.Sandbox, t.host, t.port, r.Method, r.URL.EscapedPath())
+		if v.Rule != "" {
+			ev.Rule = v.Rule
+		}
+		if v.Action == Deny {
+			p.refuse(w, ev, http.StatusForbidden, "deny", v.Reason)
+			return
+		}
+	}
+
+	set, err := p.cfg.Providers()
+	if err != nil {
+		p.refuse(w, ev, http.StatusBadGateway, "error", "cordon cannot read its providers: "+err.Error())
+		return
+	}
+	snap, err := p.cfg.Secrets.Snapshot()
+	if err != nil {
+		p.refuse(w, ev, http.StatusBadGateway, "error", "cordon cannot read its secret store: "+err.Error())
+		return
+	}
+
+	// A secret in the path would otherwise reach the log with it.
+	ev.Path = maskStored(snap, ev.Path)
+
+	match := set.Match(t.scheme, t.host, t.port, r.URL.EscapedPath())
+	service := ""
+	if match.Provider != nil && !fw.bypassed {
+		service = match.Provider.Name
+	}
+
+	// The leak guard: a stored secret may travel only to its own
+	// provider. Anything else carrying one is refused.
+	if v, ok := findLeak(snap, r, service); ok {
+		p.log.Warn("refused a request carrying another provider's secret",
+			"sandbox", fw.id.Sandbox, "host", t.host, "services", v.Services)
+		p.refuse(w, ev, http.StatusForbidden, "deny",
+			"the request carries the stored secret of "+strings.Join(v.Services, ", ")+
+				", which may only be sent to its own provider")
+		return
+	}
+
+	switch {
+	case fw.bypassed:
+		ev.NoInject = "host bypassed"
+	case match.Provider == nil:
+		ev.NoInject = string(match.Reason)
+		if match.Near != nil {
+			ev.NoInject += " (" + match.Near.Name + ")"
+		}
+	default:
+		entry, ok := snap.Lookup(fw.id.Sandbox, service)
+		if !ok {
+			ev.NoInject = "no secret for " + service + " in this scope"
+			break
+		}
+		x.auth, x.secret, x.inject = match.Provider.Auth, entry.Value, true
+		ev.Injected = service
+	}
+
+	x.upstream = &upstreamKey{sandbox: fw.id.Sandbox, caCert: set.CACertFor(t.scheme, t.host, t.port)}
+	var body *countingBody
+	if r.Body != nil && r.Body != http.NoBody {
+		body = &countingBody{ReadCloser: r.Body}
+		r.Body = body
+	}
+	rec := &recorder{ResponseWriter: w, ev: ev}
+	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
+	p.reverse.ServeHTTP(rec, r)
+
+	if ev.Status == 0 && rec.status != 0 {
+		ev.Status = rec.status
+	}
+	if body != nil {
+		ev.BytesIn = body.n.Load()
+	}
+	ev.Duration = time.Since(ev.Time)
+	p.record(ev)
+}
+
+// checkAuthority compares the request's own idea of its destination with
+// the tunnel's target and says what disagrees, or "" when nothing does.
+func (fw *forwarder) checkAuthority(r *http.Request) string {
+	t := fw.target
+	defaultPort := 443
+	if t.scheme == "http" {
+		defaultPort = 80
+	}
+	if r.URL.Host != "" && r.URL.Host != r.Host {
+		return "the request URL names " + strconv.Quote(r.URL.Host) + " inside a tunnel to " + t.authority()
+	}
+	if r.Host == "" {
+		return "" // HTTP/1.0 without Host: the tunnel's target is implied
+	}
+	host, port, err := parseAuthority(r.Host, defaultPort)
+	if err != nil || host != t.host || port != t.port {
+		return "Host " + strconv.Quote(r.Host) + " does not match the tunnel's destination " + t.authority()
+	}
+	return ""
+}
+
+// findLeak looks for a stored secret that is not service's in the request's
+// headers and target, in raw and percent-decoded form.
+func findLeak(snap *secret.Snapshot, r *http.Request, service string) (secret.Value, bool) {
+	if snap.Len() == 0 {
+		return secret.Value{}, false
+	}
+	for _, values := range r.Header {
+		for _, v := range values {
+			if found, ok := snap.FindForeign(v, service); ok {
+				return found, true
+			}
+		}
+	}
+	for _, s := range []string{r.URL.RawQuery, r.URL.EscapedPath()} {
+		if found, ok := snap.FindForeign(s, service); ok {
+			return found, true
+		}
+		if strings.ContainsAny(s, "%+") {
+			if decoded, err := url.QueryUnescape(s); err == nil {
+				if found, ok := snap.FindForeign(decoded, service); ok {
+					return found, true
+				}
+			}
+		}
+	}
+	return secret.Value{}, false
+}
+
+// maskStored replaces every stored secret value found in s with asterisks.
+func maskStored(snap *secret.Snapshot, s string) string {
+	if snap.Len() == 0 {
+		return s
+	}
+	for {
+		v, ok := snap.FindForeign(s, "")
+		if !ok {
+			return s
+		}
+		s = strings.ReplaceAll(s, v.Value, strings.Repeat("*", len(v.Value)))
+	}
+}
+
+// newReverseProxy builds the reverse proxy every forwarder shares. The
+// destination and credential of each request come from its exchange.
+func (p *Proxy) newReverseProxy() *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			x := pr.In.Context().Value(exchangeKey{}).(*exchange)
+			t := x.fw.target
+			out := pr.Out
+			out.URL.Scheme = t.scheme
+			out.URL.Host = hostPort(t)
+			out.Host = out.URL.Host
+			if x.inject {
+				out.URL.RawQuery = x.auth.Apply(out.Header, out.URL.RawQuery, x.secret)
+			}
+		},
+		ModifyResponse: func(res *http.Response) error {
+			x := res.Request.Context().Value(exchangeKey{}).(*exchange)
+			x.ev.Status = res.StatusCode
+			if x.inject && res.StatusCode != http.StatusSwitchingProtocols {
+				redactResponse(res, x.secret)
+			}
+			return nil
+		},
+		Transport:    p.upstream,
+		BufferPool:   bufferPool{},
+		ErrorLog:     p.serverLog,
+		ErrorHandler: p.upstreamError,
+	}
+}
+
+// hostPort is the authority to send upstream, leaving out the default port.
+func hostPort(t target) string {
+	h := t.host
+	if strings.Contains(h, ":") {
+		h = "[" + h + "]"
+	}
+	if t.scheme == "https" && t.port == 443 || t.scheme == "http" && t.port == 80 {
+		return h
+	}
+	return h + ":" + strconv.Itoa(t.port)
+}
+
+// upstreamError answers a request that could not be carried upstream. The
+// body says why; no credential went out on a connection that failed.
+func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	x := r.Context().Value(exchangeKey{}).(*exchange)
+	ev := &x.ev
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		ev.Decision, ev.Reason, ev.Status = "error", "client went away", 499
+		return
+	}
+	status, decision := dialErrorStatus(err)
+	reason := describeUpstreamError(x.fw.target, err)
+	ev.Status, ev.Decision, ev.Reason = status, decision, reason
+	if rec, ok := w.(*recorder); ok && rec.wrote {
+		// The response had started; all that can be done is to cut it.
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	io.WriteString(w, "cordon: "+reason+"\n")
+	p.log.Debug("upstream failed", "host", x.fw.target.host, "err", err)
+}
+
+// record sends an event to the audit log and the logger.
+func (p *Proxy) record(ev *audit.Event) {
+	if p.cfg.Audit != nil {
+		p.cfg.Audit.Record(*ev)
+	}
+	level := slog.LevelDebug
+	switch ev.Decision {
+	case "deny":
+		level = slog.LevelInfo
+	case "error":
+		level = slog.LevelWarn
+	}
+	if !p.log.Enabled(context.Background(), level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("sandbox", ev.Sandbox), slog.String("method", ev.Method),
+		slog.String("scheme", ev.Scheme), slog.String("host", ev.Host), slog.Int("port", ev.Port),
+		slog.String("path", ev.Path), slog.Int("status", ev.Status),
+		slog.Int64("bytes_in", ev.BytesIn), slog.Int64("bytes_out", ev.BytesOut),
+		slog.Duration("duration", ev.Duration), slog.Bool("intercepted", ev.Intercepted),
+		slog.String("decision", ev.Decision), slog.String("rule", ev.Rule),
+	}
+	if ev.Reason != "" {
+		attrs = append(attrs, slog.String("reason", ev.Reason))
+	}
+	if ev.Injected != "" {
+		attrs = append(attrs, slog.String("injected", ev.Injected))
+	} else {
+		attrs = append(attrs, slog.String("no_inject", ev.NoInject))
+	}
+	p.log.LogAttrs(context.Background(), level, "request", attrs...)
+}
+
+// recorder notes the status and counts the body bytes sent to the client.
+type recorder struct {
+	http.ResponseWriter
+	ev     *audit.Event
+	status int
+	wrote  bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if code >= 200 && !r.wrote {
+		r.status, r.wrote = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if !r.wrote {
+		r.status, r.wrote = http.StatusOK, true
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.ev.BytesOut += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach Flush and Hijack.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// countingBody counts the request body bytes read from the client. The
+// transport reads it on its own goroutine, hence the atomic.
+type countingBody struct {
+	io.ReadCloser
+	n atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
