@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cordon-dev/cordon/internal/sandbox"
 	"github.com/cordon-dev/cordon/internal/state"
 )
 
@@ -91,6 +92,9 @@ func (e *env) state() (state.Dirs, error) {
 // Main runs cordon with args (without the program name) and returns the
 // process exit code.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == sandbox.InitArg {
+		sandbox.RunInit() // does not return
+	}
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv}
 	root := newRoot(e)
 	root.SetArgs(args)
@@ -182,6 +186,11 @@ Register any HTTP API as a provider, store its key once, and run:
 		newProviderCmd(e),
 		newSecretCmd(e),
 		newProxyCmd(e),
+		newRunCmd(e),
+		newExecCmd(e),
+		newLsCmd(e),
+		newStopCmd(e),
+		newRmCmd(e),
 		newPolicyCmd(e),
 	)
 	return root

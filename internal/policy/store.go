@@ -460,3 +460,27 @@ func statFile(path string) (fileStamp, error) {
 	}
 	return stamp, nil
 }
+
+// RemoveSandbox removes every rule scoped to one sandbox, for "cordon rm".
+// A missing policy file has no such rules and is left missing.
+func (s *Store) RemoveSandbox(sandbox string) ([]Rule, error) {
+	if sandbox == "" {
+		return nil, errors.New("removing sandbox rules: no sandbox named")
+	}
+	if _, err := os.Stat(s.path); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	var removed []Rule
+	_, err := s.update(func(p *Policy) error {
+		removed = nil
+		p.Rules = slices.DeleteFunc(p.Rules, func(r Rule) bool {
+			if r.Sandbox == sandbox {
+				removed = append(removed, r)
+				return true
+			}
+			return false
+		})
+		return nil
+	})
+	return removed, err
+}
