@@ -29,6 +29,12 @@ func TestScripts(t *testing.T) {
 			env.Setenv("CORDON_HOME", filepath.Join(env.WorkDir, "cordon-home"))
 			return nil
 		},
+		Condition: func(cond string) (bool, error) {
+			if cond == "root" {
+				return os.Geteuid() == 0, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"statesnap": cmdStateSnap,
 			"mode":      cmdMode,

@@ -101,6 +101,7 @@ Store the credential afterwards with "cordon secret set NAME".`,
 	f.StringVar(&spec.QueryParam, "query-param", "", "send the credential as this URL query parameter")
 	f.BoolVar(&spec.Basic, "basic", false, "send HTTP Basic authentication; the secret is user:password")
 	f.StringVar(&spec.CACert, "ca-cert", "", "PEM file with the CA that signs the endpoint's certificate")
+	f.StringVar(&spec.Address, "resolve", "", "connect to this IP address instead of resolving the base URL's host")
 	f.StringVar(&spec.API, "api", "", "API style, openai or anthropic: sandboxes get OPENAI_BASE_URL or ANTHROPIC_BASE_URL")
 	f.StringSliceVar(&spec.Env, "env", nil, "environment variable agents read the key from (repeatable)")
 	f.BoolVar(&force, "force", false, "replace a provider of the same name")
@@ -116,6 +117,7 @@ type providerJSON struct {
 	BaseURLs   []string       `json:"base_urls"`
 	Credential credentialJSON `json:"credential"`
 	CACert     string         `json:"ca_cert,omitempty"`
+	Address    string         `json:"address,omitempty"`
 	API        string         `json:"api,omitempty"`
 	Env        []string       `json:"env"`
 }
@@ -134,6 +136,9 @@ func toJSON(p *provider.Provider) providerJSON {
 	}
 	if out.Env == nil {
 		out.Env = []string{}
+	}
+	if p.Address.IsValid() {
+		out.Address = p.Address.String()
 	}
 	for _, e := range p.Endpoints {
 		out.BaseURLs = append(out.BaseURLs, e.String())
@@ -218,6 +223,7 @@ func newProviderShowCmd(e *env) *cobra.Command {
 			fmt.Fprintf(e.stdout, "base URLs:   %s\n", strings.Join(j.BaseURLs, ", "))
 			fmt.Fprintf(e.stdout, "credential:  %s\n", p.Auth)
 			fmt.Fprintf(e.stdout, "CA:          %s\n", orDash(p.CACert, "system roots"))
+			fmt.Fprintf(e.stdout, "address:     %s\n", orDash(j.Address, "from DNS"))
 			fmt.Fprintf(e.stdout, "API style:   %s\n", orDash(string(p.API), "-"))
 			fmt.Fprintf(e.stdout, "env:         %s\n", orDash(strings.Join(p.Env, ", "), "-"))
 			return nil

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cordon-dev/cordon/internal/demo"
 	"github.com/cordon-dev/cordon/internal/sandbox"
 	"github.com/cordon-dev/cordon/internal/state"
 )
@@ -94,6 +95,13 @@ func (e *env) state() (state.Dirs, error) {
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == sandbox.InitArg {
 		sandbox.RunInit() // does not return
+	}
+	if len(args) == 2 && args[0] == demo.ClientArg {
+		if err := demo.RunClient(stdout, args[1]); err != nil {
+			fmt.Fprintf(stderr, "cordon demo client: %v\n", err)
+			return exitFailure
+		}
+		return exitOK
 	}
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv}
 	root := newRoot(e)
@@ -191,6 +199,7 @@ Register any HTTP API as a provider, store its key once, and run:
 		newLsCmd(e),
 		newStopCmd(e),
 		newRmCmd(e),
+		newDemoCmd(e),
 		newPolicyCmd(e),
 	)
 	return root

@@ -197,6 +197,13 @@ func (e *env) run(opts runOptions, agentName string, workspaceArgs, agentArgs []
 		return 0, err
 	}
 
+	return e.runIn(opts, name, preset.Name, workspaces, sandbox.Command{Args: argv}, rules, extraEnv)
+}
+
+// runIn runs argv in the named sandbox, creating it if needed, and returns
+// its exit code.
+func (e *env) runIn(opts runOptions, name, agentName string, workspaces []sandbox.Mount, cmd sandbox.Command,
+	rules []policy.Rule, extraEnv []string) (int, error) {
 	dirs, err := e.state()
 	if err != nil {
 		return 0, err
@@ -212,7 +219,7 @@ func (e *env) run(opts runOptions, agentName string, workspaceArgs, agentArgs []
 	}
 	defer lock.Unlock()
 	if _, err := store.Get(name); errors.Is(err, sandbox.ErrNotFound) {
-		if err := store.Create(sandbox.Record{Name: name, Agent: preset.Name, Workspaces: workspaces, Created: time.Now().UTC()}); err != nil {
+		if err := store.Create(sandbox.Record{Name: name, Agent: agentName, Workspaces: workspaces, Created: time.Now().UTC()}); err != nil {
 			return 0, err
 		}
 		e.infof("created sandbox %s", name)
@@ -253,7 +260,8 @@ func (e *env) run(opts runOptions, agentName string, workspaceArgs, agentArgs []
 	}
 	defer sb.Kill()
 
-	return e.attach(h.runtimeDir, sandbox.Command{Args: argv, Env: environ, Dir: workspaces[0].Target}, sb.Done())
+	cmd.Env, cmd.Dir = environ, workspaces[0].Target
+	return e.attach(h.runtimeDir, cmd, sb.Done())
 }
 
 // parseEnvFlags checks -e KEY=VALUE values.

@@ -25,7 +25,7 @@ import (
 
 // cmdUpstream starts an HTTPS test server for the scripts:
 //
-//	upstream NAME HOST...
+//	upstream [-port=N] NAME HOST...
 //
 // The server has its own private CA, written to $WORK/NAME-ca.pem, and a
 // certificate for the hosts and 127.0.0.1. Its port goes in $NAME_PORT.
@@ -33,8 +33,13 @@ import (
 // query and the credential headers it carried; the response is that line.
 // GET /sse streams five events.
 func cmdUpstream(ts *testscript.TestScript, neg bool, args []string) {
+	listen := "127.0.0.1:0"
+	if len(args) > 0 && strings.HasPrefix(args[0], "-port=") {
+		listen = "127.0.0.1:" + strings.TrimPrefix(args[0], "-port=")
+		args = args[1:]
+	}
 	if neg || len(args) < 2 {
-		ts.Fatalf("usage: upstream NAME HOST...")
+		ts.Fatalf("usage: upstream [-port=N] NAME HOST...")
 	}
 	name, hosts := args[0], args[1:]
 	work := ts.Getenv("WORK")
@@ -70,6 +75,12 @@ func cmdUpstream(ts *testscript.TestScript, neg bool, args []string) {
 	}))
 	srv.EnableHTTP2 = true
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{leaf}}
+	if listen != "127.0.0.1:0" {
+		l, err := net.Listen("tcp", listen)
+		ts.Check(err)
+		srv.Listener.Close()
+		srv.Listener = l
+	}
 	srv.StartTLS()
 	ts.Defer(srv.Close)
 	ts.Setenv(strings.ToUpper(name)+"_PORT", strconv.Itoa(srv.Listener.Addr().(*net.TCPAddr).Port))

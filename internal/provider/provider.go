@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/textproto"
 	"net/url"
 	"strconv"
@@ -32,6 +33,11 @@ type Provider struct {
 	// provider's server certificate, trusted for its endpoints in addition
 	// to the system roots. Empty means the system roots alone.
 	CACert string
+
+	// Address, when valid, is where the provider's host is reached instead
+	// of resolving its name: for a server that has a name in its
+	// certificate but none in DNS.
+	Address netip.Addr
 
 	// API is the API style the provider speaks, which lets sandboxes point
 	// the matching SDK variables at it. Empty when not declared.

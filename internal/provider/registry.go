@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cordon-dev/cordon/internal/hostname"
 	"github.com/cordon-dev/cordon/internal/names"
 	"github.com/cordon-dev/cordon/internal/state"
 )
@@ -33,6 +35,7 @@ type Spec struct {
 	QueryParam string   `json:"query_param,omitempty"`
 	Basic      bool     `json:"basic,omitempty"`
 	CACert     string   `json:"ca_cert,omitempty"`
+	Address    string   `json:"address,omitempty"`
 	API        string   `json:"api,omitempty"`
 	Env        []string `json:"env,omitempty"`
 }
@@ -101,6 +104,16 @@ func (s Spec) Build() (*Provider, error) {
 			return nil, err
 		}
 		p.CACert = s.CACert
+	}
+	if s.Address != "" {
+		addr, err := netip.ParseAddr(s.Address)
+		if err != nil || addr.Zone() != "" {
+			return nil, fmt.Errorf("address %q is not an IP address", s.Address)
+		}
+		if hostname.IsIP(endpoint.Host) {
+			return nil, errors.New("an address to connect to goes with a base URL that names a host, not an address")
+		}
+		p.Address = addr.Unmap()
 	}
 	return p, nil
 }
@@ -389,6 +402,17 @@ func statFile(path string) (fileStamp, error) {
 		stamp.ino = st.Ino
 	}
 	return stamp, nil
+}
+
+// AddressFor returns the address a provider registered for host:port with
+// --resolve, to be dialed instead of resolving the name.
+func (s *Set) AddressFor(host string, port int) (netip.Addr, bool) {
+	for _, r := range s.hosts[host] {
+		if r.endpoint.Port == port && r.provider.Address.IsValid() {
+			return r.provider.Address, true
+		}
+	}
+	return netip.Addr{}, false
 }
 
 // CACertFor returns the CA certificate path that a provider registered for

@@ -182,6 +182,8 @@ func (u *upstreams) dial(ctx context.Context, sandbox string, t target) (net.Con
 	var addrs []netip.Addr
 	if addr, err := netip.ParseAddr(t.host); err == nil {
 		addrs = []netip.Addr{addr}
+	} else if addr, ok := p.providerAddress(t); ok {
+		addrs = []netip.Addr{addr}
 	} else {
 		lookupCtx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
 		addrs, err = p.cfg.LookupNetIP(lookupCtx, t.host)
@@ -218,6 +220,16 @@ func (u *upstreams) dial(ctx context.Context, sandbox string, t target) (net.Con
 		}
 	}
 	return nil, fmt.Errorf("connecting to %s: %w", net.JoinHostPort(t.host, strconv.Itoa(t.port)), firstErr)
+}
+
+// providerAddress is the address a provider pinned for the target with
+// --resolve, if any.
+func (p *Proxy) providerAddress(t target) (netip.Addr, bool) {
+	set, err := p.cfg.Providers()
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return set.AddressFor(t.host, t.port)
 }
 
 // dialErrorStatus maps an upstream failure to the status the client gets

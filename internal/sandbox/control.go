@@ -18,6 +18,9 @@ import (
 
 // Command is a program to start inside a sandbox.
 type Command struct {
+	// Path is the program to run; empty means Args[0] looked up in the
+	// PATH of Env.
+	Path string   `json:"path,omitempty"`
 	Args []string `json:"args"`
 	Env  []string `json:"env"`
 	Dir  string   `json:"dir"`

@@ -88,6 +88,9 @@ func buildFilesystem(spec Spec) error {
 	if err := installCA(spec, root); err != nil {
 		return err
 	}
+	if err := installResolver(root); err != nil {
+		return err
+	}
 	return pivot(root)
 }
 
@@ -287,6 +290,21 @@ func installCA(spec Spec, root string) error {
 		if err := unix.Mount(filepath.Join(root, InsideCABundle), target, "", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("mounting the CA bundle over %s: %w", p, err)
 		}
+	}
+	return nil
+}
+
+// installResolver points the sandbox's resolver at the DNS stub. The file
+// is replaced in the copy-on-write layer, even when the host's is a
+// symbolic link into a /run the sandbox does not have.
+func installResolver(root string) error {
+	path := filepath.Join(root, "etc", "resolv.conf")
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("replacing /etc/resolv.conf: %w", err)
+	}
+	content := "# cordon: names resolve through the sandbox's DNS stub\nnameserver 127.0.0.1\n"
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		return fmt.Errorf("replacing /etc/resolv.conf: %w", err)
 	}
 	return nil
 }

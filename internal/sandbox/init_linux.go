@@ -98,6 +98,7 @@ type inside struct {
 	control    *net.UnixListener
 	proxyAddr  string
 	forwarder  net.Listener
+	names      *nameTable
 }
 
 // setUp builds the sandbox from inside its new namespaces: the control
@@ -129,7 +130,11 @@ func setUp(spec Spec) (*inside, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting the forwarder: %w", err)
 	}
-	return &inside{runtimeDir: runtimeDir, control: control, proxyAddr: viaFD + ProxySocket, forwarder: fwd}, nil
+	in := &inside{runtimeDir: runtimeDir, control: control, proxyAddr: viaFD + ProxySocket, forwarder: fwd}
+	if err := in.startCapture(); err != nil {
+		return nil, err
+	}
+	return in, nil
 }
 
 // loopbackUp brings up the network namespace's only interface.
@@ -292,9 +297,12 @@ func (r *reaper) reap() {
 // start runs a command with the given standard streams and returns a
 // channel that receives its exit code.
 func (r *reaper) start(cmd *Command, stdio []*os.File) (<-chan int, int, error) {
-	path, err := lookPath(cmd.Args[0], cmd.Env)
-	if err != nil {
-		return nil, 0, err
+	path := cmd.Path
+	if path == "" {
+		var err error
+		if path, err = lookPath(cmd.Args[0], cmd.Env); err != nil {
+			return nil, 0, err
+		}
 	}
 	dir := cmd.Dir
 	if dir == "" {
