@@ -36,11 +36,13 @@ func TestScripts(t *testing.T) {
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"statesnap": cmdStateSnap,
-			"mode":      cmdMode,
-			"upstream":  cmdUpstream,
-			"waitfor":   cmdWaitFor,
-			"loadenv":   cmdLoadEnv,
+			"statesnap":  cmdStateSnap,
+			"mode":       cmdMode,
+			"upstream":   cmdUpstream,
+			"waitfor":    cmdWaitFor,
+			"loadenv":    cmdLoadEnv,
+			"demoserver": cmdDemoServer,
+			"demoseen":   cmdDemoSeen,
 		},
 	})
 }

@@ -50,6 +50,11 @@ type Seen struct {
 // StartServer starts a server for host on a free loopback port, with a
 // fresh private CA.
 func StartServer(host string) (*Server, error) {
+	return StartServerOn(host, "127.0.0.1:0")
+}
+
+// StartServerOn is StartServer listening on addr.
+func StartServerOn(host, addr string) (*Server, error) {
 	caCert, caKey, caPEM, err := newCA()
 	if err != nil {
 		return nil, err
@@ -58,7 +63,7 @@ func StartServer(host string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
