@@ -196,6 +196,9 @@ func (e *env) run(opts runOptions, agentName string, workspaceArgs, agentArgs []
 	if err != nil {
 		return 0, err
 	}
+	if err := e.checkAPIChoices(opts); err != nil {
+		return 0, err
+	}
 
 	return e.runIn(opts, name, preset.Name, workspaces, sandbox.Command{Args: argv}, rules, extraEnv)
 }
@@ -262,6 +265,31 @@ func (e *env) runIn(opts runOptions, name, agentName string, workspaces []sandbo
 
 	cmd.Env, cmd.Dir = environ, workspaces[0].Target
 	return e.attach(h.runtimeDir, cmd, sb.Done())
+}
+
+// checkAPIChoices makes sure --openai and --anthropic name registered
+// providers of that style, before anything is created.
+func (e *env) checkAPIChoices(opts runOptions) error {
+	for _, c := range []struct {
+		flag, name string
+		api        provider.API
+	}{{"--openai", opts.openai, provider.APIOpenAI}, {"--anthropic", opts.anthropic, provider.APIAnthropic}} {
+		if c.name == "" {
+			continue
+		}
+		reg, err := e.registry()
+		if err != nil {
+			return err
+		}
+		set, err := reg.Set()
+		if err != nil {
+			return err
+		}
+		if p := set.Lookup(c.name); p == nil || p.Builtin || p.API != c.api {
+			return usagef("%s %s: no registered provider of that name declares --api %s", c.flag, c.name, c.api)
+		}
+	}
+	return nil
 }
 
 // parseEnvFlags checks -e KEY=VALUE values.
