@@ -39,7 +39,12 @@ type cachedPool struct {
 	pool    *x509.CertPool
 	modTime time.Time
 	size    int64
+	checked time.Time // when the file was last compared with the pool
 }
+
+// poolRecheck is how often a provider's CA file is compared with the pool
+// made from it: a changed file applies within this long.
+const poolRecheck = time.Second
 
 func newUpstreams(p *Proxy) *upstreams {
 	return &upstreams{p: p, transports: map[upstreamKey]*http.Transport{}, pools: map[string]cachedPool{}}
@@ -108,15 +113,22 @@ func (u *upstreams) roots(caCert string) (*x509.CertPool, error) {
 	if caCert == "" {
 		return base, nil // nil means the system roots
 	}
+	now := time.Now()
+	u.mu.Lock()
+	cached, ok := u.pools[caCert]
+	u.mu.Unlock()
+	if ok && now.Sub(cached.checked) < poolRecheck {
+		return cached.pool, nil
+	}
 	info, err := os.Stat(caCert)
 	if err != nil {
 		return nil, fmt.Errorf("reading the provider's CA certificate: %w", err)
 	}
-
-	u.mu.Lock()
-	cached, ok := u.pools[caCert]
-	u.mu.Unlock()
 	if ok && cached.modTime.Equal(info.ModTime()) && cached.size == info.Size() {
+		cached.checked = now
+		u.mu.Lock()
+		u.pools[caCert] = cached
+		u.mu.Unlock()
 		return cached.pool, nil
 	}
 
@@ -138,7 +150,7 @@ func (u *upstreams) roots(caCert string) (*x509.CertPool, error) {
 	pool.AppendCertsFromPEM(data)
 
 	u.mu.Lock()
-	u.pools[caCert] = cachedPool{pool: pool, modTime: info.ModTime(), size: info.Size()}
+	u.pools[caCert] = cachedPool{pool: pool, modTime: info.ModTime(), size: info.Size(), checked: now}
 	u.mu.Unlock()
 	return pool, nil
 }
