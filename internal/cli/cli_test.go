@@ -17,6 +17,11 @@ import (
 // TestMain lets the test binary stand in for the cordon binary, so that the
 // scripts under testdata/script run it end to end as a user would.
 func TestMain(m *testing.M) {
+	// Go tests start cordon processes by running this binary with
+	// CORDON_TEST_AS_CORDON set.
+	if os.Getenv("CORDON_TEST_AS_CORDON") == "1" {
+		os.Exit(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
 	testscript.Main(m, map[string]func(){
 		"cordon": func() { os.Exit(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
 	})

@@ -99,6 +99,7 @@ func Update(path string, perm fs.FileMode, change func(old []byte) ([]byte, erro
 		return err
 	}
 	defer unlock()
+	removeStaleTemps(path)
 
 	old, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -112,6 +113,32 @@ func Update(path string, perm fs.FileMode, change func(old []byte) ([]byte, erro
 		return nil
 	}
 	return WriteFile(path, data, perm)
+}
+
+// removeStaleTemps deletes temporary files that writers of path killed
+// mid-write left behind. It runs under path's lock, which every writer of
+// path holds while its temporary file exists, so any it finds are dead.
+func removeStaleTemps(path string) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	matches, _ := filepath.Glob(filepath.Join(dir, "."+globEscape(base)+".tmp-*"))
+	for _, m := range matches {
+		os.Remove(m)
+	}
+}
+
+// globEscape quotes the characters filepath.Match treats specially.
+func globEscape(s string) string {
+	var b bytes.Buffer
+	for _, r := range s {
+		if r == '*' || r == '?' || r == '[' || r == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // DecodeVersioned decodes a human-edited JSON file into v. The file must

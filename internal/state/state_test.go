@@ -236,3 +236,21 @@ func TestDecodeVersioned(t *testing.T) {
 		}
 	}
 }
+
+func TestUpdateClearsStaleTemps(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "store.json")
+	stale := filepath.Join(dir, ".store.json.tmp-123")
+	other := filepath.Join(dir, ".other.json.tmp-456")
+	os.WriteFile(stale, []byte("half"), 0o600)
+	os.WriteFile(other, []byte("half"), 0o600)
+	if err := Update(path, 0o600, func([]byte) ([]byte, error) { return []byte("x"), nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Error("a dead writer's temporary file was kept")
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Error("another file's temporary file was removed")
+	}
+}
