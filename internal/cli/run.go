@@ -245,6 +245,10 @@ func (e *env) runIn(opts runOptions, name, agentName string, workspaces []sandbo
 	if err != nil {
 		return 0, err
 	}
+	environ, cmd.Args, err = e.presetLaunch(h, name, agentName, environ, cmd.Args)
+	if err != nil {
+		return 0, err
+	}
 	for _, n := range notes {
 		e.infof("%s", n)
 	}

@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
+	"github.com/cordon-dev/cordon/internal/agent"
 	"github.com/cordon-dev/cordon/internal/provider"
 	"github.com/cordon-dev/cordon/internal/sandbox"
 	"github.com/cordon-dev/cordon/internal/state"
@@ -131,6 +133,51 @@ func (e *env) sandboxEnv(h *sandboxHost, name string, opts runOptions, extra []s
 	}
 	sort.Strings(out)
 	return out, notes, nil
+}
+
+// presetLaunch adds what the agent's preset needs to a sandbox's
+// environment and to argv (the program, then the user's arguments):
+// variables that neither cordon nor -e set, and arguments before the
+// user's. A name that is no preset adds nothing.
+func (e *env) presetLaunch(h *sandboxHost, name, agentName string,
+	environ, argv []string) ([]string, []string, error) {
+	preset, err := agent.Lookup(agentName)
+	if err != nil || len(argv) == 0 {
+		return environ, argv, nil
+	}
+	set, err := h.registry.Set()
+	if err != nil {
+		return nil, nil, err
+	}
+	snap, err := h.secrets.Snapshot()
+	if err != nil {
+		return nil, nil, err
+	}
+
+	ctx := agent.Context{Args: argv[1:], Env: map[string]string{}}
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		ctx.Env[k] = v
+	}
+	for _, p := range set.All() {
+		if p.Builtin || p.API == provider.APINone {
+			continue
+		}
+		ap := agent.Provider{Name: p.Name, BaseURL: p.BaseURL(), API: string(p.API)}
+		if _, ok := snap.Lookup(name, p.Name); ok {
+			ap.Key = Placeholder
+		}
+		ctx.Providers = append(ctx.Providers, ap)
+	}
+
+	launch := preset.Launch(ctx)
+	for k, v := range launch.Env {
+		if _, ok := ctx.Env[k]; !ok {
+			environ = append(environ, k+"="+v)
+		}
+	}
+	sort.Strings(environ)
+	return environ, slices.Concat(argv[:1], launch.Args, argv[1:]), nil
 }
 
 // hiddenPaths are the host paths a sandbox must not see: cordon's own
