@@ -65,10 +65,14 @@ func (o *Options) fill() {
 
 // Tuning of the writer.
 const (
-	maxBatch   = 512             // events per write transaction
-	maxText    = 4096            // bytes kept of a path, reason or other text field
-	pruneChunk = 5000            // rows deleted per transaction by retention
-	closeWait  = 5 * time.Second // how long Close waits for queued events
+	maxBatch = 512 // events per write transaction
+	// batchLinger is how long the writer gathers events before writing
+	// them; the log runs this far behind at most, in exchange for
+	// writing steady traffic in a few transactions a second.
+	batchLinger = 50 * time.Millisecond
+	maxText     = 4096            // bytes kept of a path, reason or other text field
+	pruneChunk  = 5000            // rows deleted per transaction by retention
+	closeWait   = 5 * time.Second // how long Close waits for queued events
 )
 
 // Timings of the writer, shortened by tests.
@@ -121,6 +125,7 @@ type Log struct {
 	lastPrune     time.Time
 	lastWriteOK   bool
 	droppedBefore uint64 // Dropped() at the last flush
+	stopping      bool   // Close was called while a batch was gathering
 }
 
 // item is an event or, when flush is set, a request to report once
@@ -363,14 +368,35 @@ func (l *Log) run(ctx context.Context) {
 	for {
 		select {
 		case it := <-l.queue:
-			// Take whatever else is already waiting, so that a burst is
-			// written in few transactions. Only this goroutine receives,
-			// so a non-empty queue cannot block the receive.
+			// Gather what arrives over a short while, so that steady
+			// traffic is written in few transactions: a commit costs far
+			// more than a row. A flush request ends the wait at once.
 			full := take(it)
-			for !full && len(l.queue) > 0 {
-				full = take(<-l.queue)
+			linger := time.NewTimer(batchLinger)
+		gather:
+			for !full {
+				select {
+				case it := <-l.queue:
+					full = take(it)
+				case <-linger.C:
+					break gather
+				case <-l.stop:
+					linger.Stop()
+					l.stopping = true
+					break gather
+				}
 			}
+			linger.Stop()
 			commit()
+			if l.stopping {
+				for len(l.queue) > 0 {
+					if take(<-l.queue) {
+						commit()
+					}
+				}
+				commit()
+				return
+			}
 
 		case <-recheck.C:
 			if !l.checkRecovered() && l.lastWriteOK {
