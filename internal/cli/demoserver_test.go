@@ -15,19 +15,19 @@ import (
 
 // cmdDemoServer starts the demo's OpenAI-compatible model server:
 //
-//	demoserver [-port=N] NAME HOST
+//	demoserver [-listen=ADDR] NAME HOST
 //
 // Its CA goes to $WORK/NAME-ca.pem and its port to $NAME_PORT. When the
 // script ends, $WORK/NAME.auth holds the Authorization header of each
 // chat completion it served, one per line.
 func cmdDemoServer(ts *testscript.TestScript, neg bool, args []string) {
 	addr := "127.0.0.1:0"
-	if len(args) > 0 && strings.HasPrefix(args[0], "-port=") {
-		addr = "127.0.0.1:" + strings.TrimPrefix(args[0], "-port=")
+	if len(args) > 0 && strings.HasPrefix(args[0], "-listen=") {
+		addr = strings.TrimPrefix(args[0], "-listen=")
 		args = args[1:]
 	}
 	if neg || len(args) != 2 {
-		ts.Fatalf("usage: demoserver [-port=N] NAME HOST")
+		ts.Fatalf("usage: demoserver [-listen=ADDR] NAME HOST")
 	}
 	name, host := args[0], args[1]
 	s, err := demo.StartServerOn(host, addr)

@@ -2,6 +2,11 @@ package cli
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -39,4 +44,29 @@ func TestErrorsStayOnOneLine(t *testing.T) {
 			t.Errorf("%q: wrote %q to stdout", args, stdout.String())
 		}
 	}
+}
+
+// dirDigest lists every file under root with its mode and a hash of its
+// content, ignoring lock files.
+func dirDigest(t *testing.T, root string) string {
+	t.Helper()
+	var b strings.Builder
+	filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || strings.HasSuffix(path, ".lock") {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		rel, _ := filepath.Rel(root, path)
+		fmt.Fprintf(&b, "%s %v", rel, info.Mode())
+		if d.Type().IsRegular() {
+			data, _ := os.ReadFile(path)
+			fmt.Fprintf(&b, " %x", sha256.Sum256(data))
+		}
+		b.WriteByte('\n')
+		return nil
+	})
+	return b.String()
 }

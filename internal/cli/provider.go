@@ -102,7 +102,7 @@ Store the credential afterwards with "cordon secret set NAME".`,
 	f.BoolVar(&spec.Basic, "basic", false, "send HTTP Basic authentication; the secret is user:password")
 	f.StringVar(&spec.CACert, "ca-cert", "", "PEM file with the CA that signs the endpoint's certificate")
 	f.StringVar(&spec.Address, "resolve", "", "connect to this IP address instead of resolving the base URL's host")
-	f.StringVar(&spec.API, "api", "", "API style, openai or anthropic: sandboxes get OPENAI_BASE_URL or ANTHROPIC_BASE_URL")
+	f.StringVar(&spec.API, "api", "", "API style, openai or anthropic: sandboxes get OPENAI_BASE_URL or ANTHROPIC_BASE_URL (anthropic defaults the header to x-api-key)")
 	f.StringSliceVar(&spec.Env, "env", nil, "environment variable agents read the key from (repeatable)")
 	f.BoolVar(&force, "force", false, "replace a provider of the same name")
 	cmd.MarkFlagsMutuallyExclusive("header", "query-param", "basic")

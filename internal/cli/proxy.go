@@ -47,7 +47,7 @@ subject to the network policy ("cordon policy"). Logs go to stderr. SIGINT
 or SIGTERM stops the proxy, giving requests in flight --grace to finish.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if sandbox != "" {
+			if cmd.Flags().Changed("sandbox") {
 				if err := names.Check("sandbox", sandbox); err != nil {
 					return &usageError{err: err}
 				}

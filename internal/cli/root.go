@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/cordon-dev/cordon/internal/demo"
 	"github.com/cordon-dev/cordon/internal/sandbox"
@@ -120,7 +121,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exit.code
 	}
 
-	fmt.Fprintf(stderr, "cordon: %s\n", oneLine(err.Error()))
+	fmt.Fprintf(stderr, "cordon: %s\n", shorten(oneLine(err.Error())))
 	var u *usageError
 	var h *hintError
 	switch {
@@ -157,6 +158,19 @@ func classifyCobraError(err error) error {
 	return err
 }
 
+// maxMessage bounds an error message: a huge value echoed back from the
+// command line is cut in the middle.
+const maxMessage = 400
+
+func shorten(s string) string {
+	if len(s) <= maxMessage {
+		return s
+	}
+	head, tail := s[:maxMessage-100], s[len(s)-80:]
+	return strings.ToValidUTF8(head, "") + fmt.Sprintf("…(%d bytes)…", len(s)-len(head)-len(tail)) +
+		strings.ToValidUTF8(tail, "")
+}
+
 // oneLine keeps an error message on a single line, so that a value echoed
 // back from bad input cannot forge further lines of output.
 func oneLine(s string) string {
@@ -184,6 +198,23 @@ Register any HTTP API as a provider, store its key once, and run:
   cordon run opencode ~/src/project`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+	}
+	// No cordon flag means anything when empty; an empty value is a
+	// mistake (an unset shell variable, usually), not "use the default".
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		var empty string
+		cmd.Flags().Visit(func(f *pflag.Flag) {
+			switch {
+			case empty != "":
+			case f.Value.Type() == "string" && f.Value.String() == "",
+				f.Value.Type() == "stringSlice" && f.Value.String() == "[]":
+				empty = f.Name
+			}
+		})
+		if empty != "" {
+			return usagef("--%s is empty", empty)
+		}
+		return nil
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &usageError{err: err}

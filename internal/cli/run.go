@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -253,10 +254,14 @@ func (e *env) runIn(opts runOptions, name, agentName string, workspaces []sandbo
 		e.infof("%s", n)
 	}
 
+	bridges, err := loopbackBridges(h)
+	if err != nil {
+		return 0, err
+	}
 	sb, err := sandbox.Start(sandbox.Spec{
 		Name: name, Dir: store.Dir(name), RuntimeDir: h.runtimeDir,
 		HomePath: e.homePath(), Workspaces: workspaces, Hide: e.hiddenPaths(dirs),
-		CABundle: h.bundle, CACert: h.ca,
+		CABundle: h.bundle, CACert: h.ca, Bridges: bridges,
 	})
 	if err != nil {
 		var setup *sandbox.SetupError
@@ -269,6 +274,32 @@ func (e *env) runIn(opts runOptions, name, agentName string, workspaces []sandbo
 
 	cmd.Env, cmd.Dir = environ, workspaces[0].Target
 	return e.attach(h.runtimeDir, cmd, sb.Done())
+}
+
+// loopbackBridges lists the registered providers on the host's loopback.
+// Inside a sandbox localhost is the sandbox's own, and clients keep it
+// away from the proxy, so each such port is bridged to the proxy.
+func loopbackBridges(h *sandboxHost) ([]sandbox.Bridge, error) {
+	set, err := h.registry.Set()
+	if err != nil {
+		return nil, err
+	}
+	var out []sandbox.Bridge
+	seen := map[int]bool{}
+	for _, p := range set.All() {
+		for _, ep := range p.Endpoints {
+			loopback := ep.Host == "localhost"
+			if addr, err := netip.ParseAddr(ep.Host); err == nil && addr.IsLoopback() {
+				loopback = true
+			}
+			if p.Builtin || !loopback || seen[ep.Port] {
+				continue
+			}
+			seen[ep.Port] = true
+			out = append(out, sandbox.Bridge{Host: ep.Host, Port: ep.Port})
+		}
+	}
+	return out, nil
 }
 
 // checkAPIChoices makes sure --openai and --anthropic name registered
@@ -360,6 +391,7 @@ type sandboxHost struct {
 	registry   *provider.Registry
 	listener   net.Listener
 	served     chan error
+	logFile    *os.File
 }
 
 // startHost starts the sandbox's proxy on its Unix socket. The proxy
@@ -397,7 +429,19 @@ func (e *env) startHost(name string, store *sandbox.Store) (*sandboxHost, error)
 		return nil, err
 	}
 
-	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// Warnings would draw over a full-screen agent on the terminal; there
+	// they go to a log file in the sandbox's directory instead.
+	var logTo io.Writer = e.stderr
+	if f, ok := e.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		logFile, err := os.OpenFile(filepath.Join(store.Dir(name), "proxy.log"),
+			os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		h.logFile = logFile
+		logTo = logFile
+	}
+	logger := slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	h.requests, err = audit.Open(audit.DefaultPath(dirs.State), audit.Options{Logger: logger})
 	if err != nil {
 		return nil, err
@@ -443,6 +487,9 @@ func (h *sandboxHost) close() {
 	}
 	if h.runtimeDir != "" {
 		os.RemoveAll(h.runtimeDir)
+	}
+	if h.logFile != nil {
+		h.logFile.Close()
 	}
 }
 

@@ -3,12 +3,14 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cordon-dev/cordon/internal/agent"
 	"github.com/cordon-dev/cordon/internal/names"
 	"github.com/cordon-dev/cordon/internal/policy"
 	"github.com/cordon-dev/cordon/internal/provider"
@@ -102,6 +104,16 @@ exits with the command's exit code.`,
 			environ, _, err := e.sandboxEnv(h, name, runOptions{}, extra)
 			if err != nil {
 				return err
+			}
+			// The agent's preset environment applies to everything run in
+			// its sandbox; its extra arguments only to its own program.
+			environ, launched, err := e.presetLaunch(h, name, r.Agent, environ, command)
+			if err != nil {
+				return err
+			}
+			if preset, err := agent.Lookup(r.Agent); err == nil && preset.Program != "" &&
+				filepath.Base(command[0]) == preset.Program {
+				command = launched
 			}
 			dir := "/"
 			if len(r.Workspaces) > 0 {

@@ -312,6 +312,9 @@ func newSecretRmCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := names.Check("provider", args[0]); err != nil {
+				return &usageError{err: err}
+			}
 			store, err := e.secrets()
 			if err != nil {
 				return err

@@ -25,7 +25,7 @@ import (
 
 // cmdUpstream starts an HTTPS test server for the scripts:
 //
-//	upstream [-port=N] NAME HOST...
+//	upstream [-listen=ADDR] NAME HOST...
 //
 // The server has its own private CA, written to $WORK/NAME-ca.pem, and a
 // certificate for the hosts and 127.0.0.1. Its port goes in $NAME_PORT.
@@ -34,12 +34,12 @@ import (
 // GET /sse streams five events.
 func cmdUpstream(ts *testscript.TestScript, neg bool, args []string) {
 	listen := "127.0.0.1:0"
-	if len(args) > 0 && strings.HasPrefix(args[0], "-port=") {
-		listen = "127.0.0.1:" + strings.TrimPrefix(args[0], "-port=")
+	if len(args) > 0 && strings.HasPrefix(args[0], "-listen=") {
+		listen = strings.TrimPrefix(args[0], "-listen=")
 		args = args[1:]
 	}
 	if neg || len(args) < 2 {
-		ts.Fatalf("usage: upstream [-port=N] NAME HOST...")
+		ts.Fatalf("usage: upstream [-listen=ADDR] NAME HOST...")
 	}
 	name, hosts := args[0], args[1:]
 	work := ts.Getenv("WORK")

@@ -12,8 +12,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/cordon-dev/cordon/internal/state"
 )
 
 func TestStoreDefault(t *testing.T) {
@@ -233,11 +236,21 @@ func TestStoreReload(t *testing.T) {
 	if len(p2.Rules) != 2 {
 		t.Errorf("after a change elsewhere: %d rules", len(p2.Rules))
 	}
+	// A hand edit bumps no change counter; it is seen within the
+	// recheck interval.
 	if err := os.Remove(a.Path()); err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := b.Load(); p.Chosen || len(p.Rules) != 0 {
-		t.Errorf("after removal: %+v", p)
+	deadline := time.Now().Add(3 * state.RecheckInterval)
+	for {
+		p, _ := b.Load()
+		if !p.Chosen && len(p.Rules) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("removal not seen after %v: %+v", 3*state.RecheckInterval, p)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

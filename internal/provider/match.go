@@ -124,9 +124,14 @@ func underBase(path, base string) bool {
 	return len(path) == len(base) || path[len(base)] == '/'
 }
 
+// dotAndParam decodes the escapes that could hide a dot segment.
+var dotAndParam = strings.NewReplacer("%2e", ".", "%3b", ";")
+
 // hasDotSegment reports whether an escaped path has a "." or ".." segment,
 // literally or percent-encoded, or an encoded slash or backslash that an
-// upstream might decode into a segment boundary.
+// upstream might decode into a segment boundary. A segment's path
+// parameters (from ";") are left out first, as servers that strip them
+// do, so "..;x" counts as "..".
 func hasDotSegment(path string) bool {
 	for _, seg := range strings.Split(path, "/") {
 		if seg == "" {
@@ -137,11 +142,12 @@ func hasDotSegment(path string) bool {
 			if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") {
 				return true
 			}
-			seg = strings.ReplaceAll(lower, "%2e", ".")
+			seg = dotAndParam.Replace(lower)
 		}
 		if strings.Contains(seg, "\\") {
 			return true
 		}
+		seg, _, _ = strings.Cut(seg, ";")
 		if seg == "." || seg == ".." {
 			return true
 		}

@@ -111,6 +111,9 @@ func ParseBaseURL(s string) (Endpoint, error) {
 	if s == "" {
 		return Endpoint{}, errors.New("base URL is empty")
 	}
+	if len(s) > maxURLLen {
+		return Endpoint{}, fmt.Errorf("base URL is %d bytes long; the limit is %d", len(s), maxURLLen)
+	}
 	if strings.TrimSpace(s) != s {
 		return Endpoint{}, errors.New("base URL has leading or trailing spaces")
 	}
@@ -161,6 +164,12 @@ func ParseBaseURL(s string) (Endpoint, error) {
 	}
 	return Endpoint{Scheme: u.Scheme, Host: host, Port: port, Path: path}, nil
 }
+
+// Limits on what a provider's definition may hold.
+const (
+	maxURLLen  = 2048
+	maxSpecLen = 256 // a header spec, a query parameter or variable name
+)
 
 // AuthKind is the form a credential is sent in.
 type AuthKind uint8
@@ -215,6 +224,9 @@ func (a Auth) Spec() string {
 // ParseHeaderSpec parses a --header value: "NAME: PREFIX" sends
 // "NAME: PREFIX <secret>", "NAME:" (or just NAME) sends the raw secret.
 func ParseHeaderSpec(s string) (Auth, error) {
+	if len(s) > maxSpecLen {
+		return Auth{}, fmt.Errorf("header is %d bytes long; the limit is %d", len(s), maxSpecLen)
+	}
 	name, prefix, _ := strings.Cut(s, ":")
 	name = strings.TrimSpace(name)
 	prefix = strings.TrimSpace(prefix)
@@ -249,6 +261,9 @@ var hopByHop = map[string]bool{
 func ParseQueryParam(s string) (Auth, error) {
 	if s == "" {
 		return Auth{}, errors.New("query parameter name is empty")
+	}
+	if len(s) > maxSpecLen {
+		return Auth{}, fmt.Errorf("query parameter name is %d bytes long; the limit is %d", len(s), maxSpecLen)
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -293,6 +308,23 @@ func (a Auth) Apply(h http.Header, rawQuery, secret string) string {
 		}
 	}
 	return rawQuery
+}
+
+// WireForms returns each form in which Apply puts secret on the wire: the
+// value itself and, where it differs, its encoding (Basic's base64, a query
+// parameter's escaping). A response that echoes any of them gives the
+// credential away, so all of them are what must not come back.
+func (a Auth) WireForms(secret string) []string {
+	forms := []string{secret}
+	switch a.Kind {
+	case AuthBasic:
+		forms = append(forms, base64.StdEncoding.EncodeToString([]byte(secret)))
+	case AuthQuery:
+		if escaped := url.QueryEscape(secret); escaped != secret {
+			forms = append(forms, escaped)
+		}
+	}
+	return forms
 }
 
 // setQueryParam replaces every occurrence of name in an escaped query with

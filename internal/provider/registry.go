@@ -67,6 +67,10 @@ func (s Spec) Build() (*Provider, error) {
 		return nil, err
 	}
 	p := &Provider{Name: s.Name, Endpoints: []Endpoint{endpoint}, Auth: Bearer}
+	if s.API == string(APIAnthropic) {
+		// Anthropic's clients send their key in x-api-key.
+		p.Auth = Auth{Kind: AuthHeader, Header: "X-Api-Key"}
+	}
 
 	forms := 0
 	if s.Header != "" {
@@ -155,6 +159,9 @@ func checkEnvName(v string) error {
 	if v == "" {
 		return errors.New("environment variable name is empty")
 	}
+	if len(v) > maxSpecLen {
+		return fmt.Errorf("environment variable name is %d bytes long; the limit is %d", len(v), maxSpecLen)
+	}
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		if 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || c == '_' || i > 0 && '0' <= c && c <= '9' {
@@ -175,6 +182,7 @@ type Registry struct {
 	mu      sync.Mutex
 	current *Set
 	stamp   fileStamp
+	poll    state.Poll // skips the stat while no cordon process wrote
 }
 
 // OpenRegistry returns the registry kept in configDir. CA certificates
@@ -184,23 +192,30 @@ func OpenRegistry(configDir string) *Registry {
 	return &Registry{
 		path:  filepath.Join(configDir, FileName),
 		caDir: filepath.Join(configDir, "provider-ca"),
+		poll:  state.NewPoll(configDir),
 	}
 }
 
 // Path returns the registry file's path.
 func (r *Registry) Path() string { return r.path }
 
-// Set returns the current providers. It costs one stat when nothing
-// changed since the last call.
+// Set returns the current providers. When nothing changed it costs a
+// memory load: cordon's writers bump a shared counter (see state.Changes),
+// and a stat once a second catches hand edits.
 func (r *Registry) Set() (*Set, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	due, gen := r.poll.Due(now)
+	if r.current != nil && !due {
+		return r.current, nil
+	}
 	stamp, err := statFile(r.path)
 	if err != nil {
 		return nil, err
 	}
-
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.current != nil && stamp == r.stamp {
+		r.poll.Seen(gen, now)
 		return r.current, nil
 	}
 	data, err := os.ReadFile(r.path)
@@ -218,6 +233,7 @@ func (r *Registry) Set() (*Set, error) {
 		return nil, fmt.Errorf("%s: %w", r.path, err)
 	}
 	r.current, r.stamp = set, stamp
+	r.poll.Seen(gen, now)
 	return set, nil
 }
 

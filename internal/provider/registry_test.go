@@ -269,3 +269,17 @@ func FuzzRegistryFile(f *testing.F) {
 		}
 	})
 }
+
+func TestAnthropicStyleDefaultsToAPIKeyHeader(t *testing.T) {
+	p, err := Spec{Name: "claude-gw", BaseURL: "https://gw.example.com", API: "anthropic"}.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Auth != (Auth{Kind: AuthHeader, Header: "X-Api-Key"}) {
+		t.Errorf("auth = %v, want X-Api-Key", p.Auth)
+	}
+	p, err = Spec{Name: "claude-gw", BaseURL: "https://gw.example.com", API: "anthropic", Header: "Authorization: Bearer"}.Build()
+	if err != nil || p.Auth != Bearer {
+		t.Errorf("an explicit header was overridden: %v, %v", p.Auth, err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -25,7 +26,11 @@ var capturedPorts = []int{80, 443}
 
 // startCapture starts the DNS stub on 127.0.0.1:53 (UDP and TCP) and the
 // capture listeners.
-func (in *inside) startCapture() error {
+func (in *inside) startCapture(bridges []Bridge) error {
+	in.bridges = map[int]string{}
+	for _, b := range bridges {
+		in.bridges[b.Port] = b.Host
+	}
 	in.names = newNameTable()
 	udp, err := net.ListenPacket("udp", "127.0.0.1:53")
 	if err != nil {
@@ -44,6 +49,21 @@ func (in *inside) startCapture() error {
 			return fmt.Errorf("capturing port %d: %w", port, err)
 		}
 		go in.serveCaptured(l, port)
+	}
+	for _, b := range bridges {
+		if slices.Contains(capturedPorts, b.Port) || b.Port == ProxyPort || b.Port == 53 {
+			continue // those ports already lead to the proxy
+		}
+		for _, addr := range []string{"127.0.0.1", "::1"} {
+			l, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(b.Port)))
+			if err != nil {
+				if addr == "::1" {
+					continue // no IPv6 loopback here
+				}
+				return fmt.Errorf("bridging port %d: %w", b.Port, err)
+			}
+			go in.serveCaptured(l, b.Port)
+		}
 	}
 	return nil
 }
@@ -109,8 +129,11 @@ func (in *inside) serveCaptured(l net.Listener, port int) {
 				return
 			}
 			name, ok := in.names.nameFor(local.Addr())
+			if !ok && local.Addr().IsLoopback() {
+				name, ok = in.bridges[port]
+			}
 			if !ok {
-				return // not an address the stub handed out
+				return // not an address the stub handed out, nor a bridge
 			}
 			up, err := net.Dial("unix", in.proxyAddr)
 			if err != nil {

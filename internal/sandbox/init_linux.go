@@ -99,6 +99,7 @@ type inside struct {
 	proxyAddr  string
 	forwarder  net.Listener
 	names      *nameTable
+	bridges    map[int]string // port → host of loopback providers
 }
 
 // setUp builds the sandbox from inside its new namespaces: the control
@@ -131,7 +132,7 @@ func setUp(spec Spec) (*inside, error) {
 		return nil, fmt.Errorf("starting the forwarder: %w", err)
 	}
 	in := &inside{runtimeDir: runtimeDir, control: control, proxyAddr: viaFD + ProxySocket, forwarder: fwd}
-	if err := in.startCapture(); err != nil {
+	if err := in.startCapture(spec.Bridges); err != nil {
 		return nil, err
 	}
 	return in, nil

@@ -53,6 +53,18 @@ type Spec struct {
 	// mounted over the system's bundle paths. CACert is cordon's CA alone.
 	CABundle string
 	CACert   string
+	// Bridges are services on the host's loopback that a provider names
+	// (an Ollama or vLLM on the workstation). Inside, the sandbox's own
+	// loopback answers on the same port and carries each connection to
+	// the proxy as a CONNECT to Host:Port, so clients that keep localhost
+	// away from the proxy still reach the provider, through cordon.
+	Bridges []Bridge
+}
+
+// Bridge is one host loopback service reachable from inside.
+type Bridge struct {
+	Host string `json:"host"` // as the provider names it: localhost, 127.0.0.1, ::1
+	Port int    `json:"port"`
 }
 
 // Paths of files inside every sandbox.

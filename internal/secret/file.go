@@ -64,6 +64,8 @@ type FileStore struct {
 	pathz   []byte // path with a final NUL, for statPath
 
 	reloadMu sync.Mutex // one reload at a time
+	pollMu   sync.Mutex
+	poll     state.Poll
 	current  atomic.Pointer[loaded]
 	loads    atomic.Int64 // reads of the store by Snapshot, for tests
 	decrypts atomic.Int64 // decryptions, by Snapshot or a write, for tests
@@ -114,6 +116,7 @@ func OpenFile(dir string) (*FileStore, error) {
 		path:    path,
 		keyPath: filepath.Join(abs, KeyFileName),
 		pathz:   append([]byte(path), 0),
+		poll:    state.NewPoll(abs),
 	}, nil
 }
 
@@ -139,6 +142,21 @@ func (s *FileStore) Close() error {
 // otherwise it reads and decrypts the file again. A missing store is
 // empty; an unreadable one is an error naming the path and the cause.
 func (s *FileStore) Snapshot() (*Snapshot, error) {
+	// While no cordon process wrote to the directory, the snapshot in hand
+	// is current: one memory load instead of a stat (see state.Changes).
+	now := time.Now()
+	s.pollMu.Lock()
+	due, gen := s.poll.Due(now)
+	s.pollMu.Unlock()
+	if c := s.current.Load(); c != nil && c.err == nil && !due {
+		return c.snap, nil
+	}
+	defer func() {
+		s.pollMu.Lock()
+		s.poll.Seen(gen, now)
+		s.pollMu.Unlock()
+	}()
+
 	id, exists, err := statPath(s.pathz)
 	if err != nil {
 		return nil, fmt.Errorf("reading secret store %s: %w", s.path, err)

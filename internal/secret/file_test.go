@@ -286,8 +286,8 @@ func TestFileStoreValueNotInFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 3 {
-		t.Errorf("directory holds %d files, want the store, its lock and its key", len(entries))
+	if len(entries) != 4 {
+		t.Errorf("directory holds %d files, want the store, its lock, its key and the change counter", len(entries))
 	}
 	for _, entry := range entries {
 		path := filepath.Join(filepath.Dir(s.Path()), entry.Name())

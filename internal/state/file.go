@@ -112,7 +112,11 @@ func Update(path string, perm fs.FileMode, change func(old []byte) ([]byte, erro
 	if old != nil && bytes.Equal(old, data) {
 		return nil
 	}
-	return WriteFile(path, data, perm)
+	if err := WriteFile(path, data, perm); err != nil {
+		return err
+	}
+	WatchChanges(filepath.Dir(path), true).Bump()
+	return nil
 }
 
 // removeStaleTemps deletes temporary files that writers of path killed

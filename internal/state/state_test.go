@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -252,5 +253,37 @@ func TestUpdateClearsStaleTemps(t *testing.T) {
 	}
 	if _, err := os.Stat(other); err != nil {
 		t.Error("another file's temporary file was removed")
+	}
+}
+
+func TestChangesSeenAcrossMappings(t *testing.T) {
+	dir := t.TempDir()
+	reader := mapCounter(filepath.Join(dir, ChangesFile), true) // another process's mapping
+	if reader == nil {
+		t.Fatal("cannot map the counter")
+	}
+	poll := Poll{changes: reader}
+	now := time.Now()
+	due, gen := poll.Due(now)
+	if !due {
+		t.Fatal("a first look is not due")
+	}
+	poll.Seen(gen, now)
+	if due, _ := poll.Due(now.Add(time.Millisecond)); due {
+		t.Error("a look is due with nothing changed")
+	}
+	if err := Update(filepath.Join(dir, "store.json"), 0o600, func([]byte) ([]byte, error) { return []byte("x"), nil }); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := poll.Due(now.Add(time.Millisecond)); !due {
+		t.Error("a write through Update was not seen")
+	}
+	poll.Seen(reader.Load(), now)
+	if due, _ := poll.Due(now.Add(RecheckInterval)); !due {
+		t.Error("no recheck after the interval: hand edits would go unseen")
+	}
+	var none Poll
+	if due, _ := none.Due(now); !due {
+		t.Error("without a counter, every call must look")
 	}
 }
