@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
 	"github.com/cordon-dev/cordon/internal/agent"
@@ -505,32 +506,27 @@ func (e *env) attach(runtimeDir string, cmd sandbox.Command, sandboxDone <-chan 
 	}
 
 	tty := term.IsTerminal(int(stdin.Fd())) && term.IsTerminal(int(stdout.Fd()))
-	stdio := [3]*os.File{stdin, stdout, stderr}
+	var p *sandbox.Process
 	var master *os.File
+	var err error
 	if tty {
-		var pts *os.File
-		var err error
-		master, pts, err = sandbox.OpenPTY()
-		if err != nil {
-			return 0, err
+		// The agent gets a terminal of the sandbox's own, never this one:
+		// a program holding the user's terminal could push keystrokes
+		// into the shell that started cordon.
+		var rows, cols uint16
+		if ws, err := unix.IoctlGetWinsize(int(stdin.Fd()), unix.TIOCGWINSZ); err == nil {
+			rows, cols = ws.Row, ws.Col
 		}
-		defer master.Close()
-		sandbox.CopySize(stdin, master)
-		stdio = [3]*os.File{pts, pts, pts}
-		cmd.TTY = true
-	}
-
-	p, err := sandbox.Spawn(runtimeDir, cmd, stdio)
-	if tty {
-		// The sandbox has its own copy; the master sees the end of output
-		// only once every copy of the terminal end is closed.
-		stdio[0].Close()
+		p, master, err = sandbox.SpawnTerminal(runtimeDir, cmd, rows, cols)
+	} else {
+		p, err = sandbox.Spawn(runtimeDir, cmd, [3]*os.File{stdin, stdout, stderr})
 	}
 	if err != nil {
 		return 0, err
 	}
 	output := make(chan struct{})
 	if tty {
+		defer master.Close()
 		old, err := term.MakeRaw(int(stdin.Fd()))
 		if err == nil {
 			defer term.Restore(int(stdin.Fd()), old)

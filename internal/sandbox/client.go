@@ -22,35 +22,59 @@ type Process struct {
 // Spawn starts cmd in the sandbox whose runtime directory is runtimeDir,
 // with stdio as its standard input, output and error.
 func Spawn(runtimeDir string, cmd Command, stdio [3]*os.File) (*Process, error) {
+	cmd.TTY = false
+	p, _, err := spawn(runtimeDir, cmd, stdio[:])
+	return p, err
+}
+
+// SpawnTerminal starts cmd in the sandbox on a pseudo-terminal of the
+// sandbox's own, rows by cols, and returns the terminal's master end.
+func SpawnTerminal(runtimeDir string, cmd Command, rows, cols uint16) (*Process, *os.File, error) {
+	cmd.TTY, cmd.Rows, cmd.Cols = true, rows, cols
+	p, master, err := spawn(runtimeDir, cmd, nil)
+	if err == nil && master == nil {
+		p.c.uc.Close()
+		return nil, nil, errors.New("the sandbox sent no terminal")
+	}
+	return p, master, err
+}
+
+func spawn(runtimeDir string, cmd Command, stdio []*os.File) (*Process, *os.File, error) {
 	dir, err := os.OpenFile(runtimeDir, unix.O_PATH|unix.O_DIRECTORY, 0)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox is not running: %w", err)
+		return nil, nil, fmt.Errorf("sandbox is not running: %w", err)
 	}
 	defer dir.Close()
 	path := fmt.Sprintf("/proc/self/fd/%d/%s", dir.Fd(), ControlSocket)
 	uc, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: path, Net: "unixpacket"})
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, errors.New("sandbox is not running")
+			return nil, nil, errors.New("sandbox is not running")
 		}
-		return nil, fmt.Errorf("reaching the sandbox: %w", err)
+		return nil, nil, fmt.Errorf("reaching the sandbox: %w", err)
 	}
 	c := &conn{uc: uc}
-	if err := c.send(message{Spawn: &cmd}, stdio[0], stdio[1], stdio[2]); err != nil {
+	if err := c.send(message{Spawn: &cmd}, stdio...); err != nil {
 		uc.Close()
-		return nil, fmt.Errorf("reaching the sandbox: %w", err)
+		return nil, nil, fmt.Errorf("reaching the sandbox: %w", err)
 	}
 	m, files, err := c.receive()
-	closeAll(files)
 	if err != nil {
 		uc.Close()
-		return nil, fmt.Errorf("reaching the sandbox: %w", err)
+		return nil, nil, fmt.Errorf("reaching the sandbox: %w", err)
 	}
 	if m.Error != "" {
+		closeAll(files)
 		uc.Close()
-		return nil, errors.New(m.Error)
+		return nil, nil, errors.New(m.Error)
 	}
-	return &Process{c: c, PID: m.PID}, nil
+	var master *os.File
+	if len(files) == 1 && cmd.TTY {
+		master = files[0]
+	} else {
+		closeAll(files)
+	}
+	return &Process{c: c, PID: m.PID}, master, nil
 }
 
 // Signal sends sig to the process's group.

@@ -24,9 +24,12 @@ type Command struct {
 	Args []string `json:"args"`
 	Env  []string `json:"env"`
 	Dir  string   `json:"dir"`
-	// TTY says the three descriptors are one terminal, which becomes the
-	// process's controlling terminal.
-	TTY bool `json:"tty"`
+	// TTY asks init for a pseudo-terminal of the sandbox's own, which
+	// becomes the process's controlling terminal and standard streams;
+	// its other end comes back to the host. Rows and Cols are its size.
+	TTY  bool   `json:"tty"`
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
 }
 
 // message is one packet of the protocol, in either direction.

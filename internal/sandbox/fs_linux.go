@@ -186,6 +186,19 @@ func mountKernelViews(root string) error {
 	if err := unix.Mount("proc", proc, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mounting /proc: %w", err)
 	}
+	// The kernel's settings under /proc/sys are the host's own (bar the
+	// network's), and writing them is checked against the host's root
+	// user, which the sandbox's root is when cordon runs as root: they,
+	// and the other host-wide controls, are read-only inside.
+	for _, name := range []string{"sys", "sysrq-trigger", "irq", "bus", "fs"} {
+		target := filepath.Join(proc, name)
+		if _, err := os.Lstat(target); err != nil {
+			continue
+		}
+		if err := bindReadOnly(target, target); err != nil {
+			return fmt.Errorf("making /proc/%s read-only: %w", name, err)
+		}
+	}
 	sys := filepath.Join(root, "sys")
 	if err := unix.Mount("sysfs", sys, "sysfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		// Without a sysfs of its own (no new network namespace rights),

@@ -50,8 +50,12 @@ func RunInit() {
 	// rather than ignored, because an ignored signal stays ignored in the
 	// programs init starts, and a caught one does not.
 	discard := make(chan os.Signal, 16)
+	// That includes those the Go runtime would die of when they come
+	// from kill(2) rather than from a fault.
 	signal.Notify(discard, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
-		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU)
+		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU,
+		syscall.SIGABRT, syscall.SIGILL, syscall.SIGTRAP, syscall.SIGSYS, syscall.SIGSTKFLT,
+		syscall.SIGSEGV, syscall.SIGBUS, syscall.SIGFPE, syscall.SIGPIPE, syscall.SIGXCPU, syscall.SIGXFSZ)
 	go func() {
 		for range discard {
 		}
@@ -68,7 +72,10 @@ func RunInit() {
 		fail(fmt.Errorf("making init undumpable: %w", err))
 	}
 
-	r := newReaper()
+	r, err := newReaper()
+	if err != nil {
+		fail(err)
+	}
 	go r.run()
 	go in.forward()
 	go in.serveControl(r)
@@ -94,12 +101,12 @@ func shutdown() {
 
 // inside is init's state once the sandbox is set up.
 type inside struct {
-	runtimeDir *os.File // the host's runtime directory, opened before pivot_root
-	control    *net.UnixListener
-	proxyAddr  string
-	forwarder  net.Listener
-	names      *nameTable
-	bridges    map[int]string // port → host of loopback providers
+	proxySocket *os.File // the proxy's socket on the host (O_PATH), opened before pivot_root
+	control     *net.UnixListener
+	proxyAddr   string
+	forwarder   net.Listener
+	names       *nameTable
+	bridges     map[int]string // port → host of loopback providers
 }
 
 // setUp builds the sandbox from inside its new namespaces: the control
@@ -118,6 +125,15 @@ func setUp(spec Spec) (*inside, error) {
 	}
 	control.SetUnlinkOnClose(false)
 
+	// The proxy is reached through a descriptor of its socket alone, not
+	// of the directory: a directory's descriptor leads, by "..", to the
+	// whole of the host's filesystem.
+	proxySocket, err := os.OpenFile(viaFD+ProxySocket, unix.O_PATH, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening the proxy's socket: %w", err)
+	}
+	runtimeDir.Close()
+
 	if err := buildFilesystem(spec); err != nil {
 		return nil, err
 	}
@@ -131,7 +147,8 @@ func setUp(spec Spec) (*inside, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting the forwarder: %w", err)
 	}
-	in := &inside{runtimeDir: runtimeDir, control: control, proxyAddr: viaFD + ProxySocket, forwarder: fwd}
+	in := &inside{proxySocket: proxySocket, control: control, forwarder: fwd,
+		proxyAddr: fmt.Sprintf("/proc/self/fd/%d", proxySocket.Fd())}
 	if err := in.startCapture(spec.Bridges); err != nil {
 		return nil, err
 	}
@@ -219,8 +236,30 @@ func serveSpawn(c *conn, r *reaper) {
 		return
 	}
 	defer closeAll(files)
-	if m.Spawn == nil || len(m.Spawn.Args) == 0 || len(files) != 3 {
-		c.send(message{Error: "expected a spawn request with three descriptors"})
+	if m.Spawn == nil || len(m.Spawn.Args) == 0 {
+		c.send(message{Error: "expected a spawn request"})
+		return
+	}
+	// A terminal is made here, in the sandbox's own /dev/pts, so that
+	// programs inside find it by name; the host gets the other end.
+	var master *os.File
+	switch {
+	case m.Spawn.TTY && len(files) == 0:
+		var terminal *os.File
+		master, terminal, err = openPTY("/dev/ptmx", "/dev/pts")
+		if err != nil {
+			c.send(message{Error: err.Error()})
+			return
+		}
+		defer master.Close()
+		if m.Spawn.Rows > 0 && m.Spawn.Cols > 0 {
+			unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ,
+				&unix.Winsize{Row: m.Spawn.Rows, Col: m.Spawn.Cols})
+		}
+		files = []*os.File{terminal, terminal, terminal}
+	case !m.Spawn.TTY && len(files) == 3:
+	default:
+		c.send(message{Error: "a spawn request carries three descriptors, or asks for a terminal"})
 		return
 	}
 
@@ -230,7 +269,11 @@ func serveSpawn(c *conn, r *reaper) {
 		c.send(message{Error: err.Error()})
 		return
 	}
-	if err := c.send(message{PID: pid}); err != nil {
+	var reply []*os.File
+	if master != nil {
+		reply = append(reply, master)
+	}
+	if err := c.send(message{PID: pid}, reply...); err != nil {
 		syscall.Kill(-pid, syscall.SIGHUP)
 	}
 
@@ -256,13 +299,44 @@ func serveSpawn(c *conn, r *reaper) {
 // reaper collects the exit status of every child of init, its own and the
 // orphans that the kernel hands to it as PID 1.
 type reaper struct {
+	uids, gids []syscall.SysProcIDMap // the sandbox's IDs, mapped to themselves
+	setgroups  bool
+
 	mu      sync.Mutex
 	waiting map[int]chan int // started processes not yet reaped
 	early   map[int]int      // reaped before start registered them
 }
 
-func newReaper() *reaper {
-	return &reaper{waiting: map[int]chan int{}, early: map[int]int{}}
+func newReaper() (*reaper, error) {
+	r := &reaper{waiting: map[int]chan int{}, early: map[int]int{}}
+	var err error
+	if r.uids, err = identityMap("/proc/self/uid_map"); err != nil {
+		return nil, err
+	}
+	if r.gids, err = identityMap("/proc/self/gid_map"); err != nil {
+		return nil, err
+	}
+	sg, err := os.ReadFile("/proc/self/setgroups")
+	r.setgroups = err == nil && strings.TrimSpace(string(sg)) == "allow"
+	return r, nil
+}
+
+// identityMap maps every ID of the sandbox's user namespace to itself in
+// a namespace nested in it.
+func identityMap(path string) ([]syscall.SysProcIDMap, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []syscall.SysProcIDMap
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var inside, outside, size int
+		if _, err := fmt.Sscan(line, &inside, &outside, &size); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", path, err)
+		}
+		out = append(out, syscall.SysProcIDMap{ContainerID: inside, HostID: inside, Size: size})
+	}
+	return out, nil
 }
 
 func (r *reaper) run() {
@@ -313,7 +387,17 @@ func (r *reaper) start(cmd *Command, stdio []*os.File) (<-chan int, int, error) 
 		Dir:   dir,
 		Env:   cmd.Env,
 		Files: stdio,
-		Sys:   &syscall.SysProcAttr{Setsid: true, Setctty: cmd.TTY, Ctty: 0},
+		Sys: &syscall.SysProcAttr{
+			Setsid: true, Setctty: cmd.TTY, Ctty: 0,
+			// A user namespace of its own, nested in the sandbox's:
+			// the program is root there, but holds no capability over
+			// init (whose memory, descriptors and environment it could
+			// otherwise read through /proc or ptrace) nor over the
+			// sandbox's mounts and network.
+			Cloneflags:  syscall.CLONE_NEWUSER,
+			UidMappings: r.uids, GidMappings: r.gids,
+			GidMappingsEnableSetgroups: r.setgroups,
+		},
 	}
 
 	exited := make(chan int, 1)

@@ -26,3 +26,8 @@ type Process struct{ PID int }
 func Spawn(runtimeDir string, cmd Command, stdio [3]*os.File) (*Process, error) {
 	return nil, ErrUnsupported
 }
+
+// SpawnTerminal is not available outside Linux.
+func SpawnTerminal(runtimeDir string, cmd Command, rows, cols uint16) (*Process, *os.File, error) {
+	return nil, nil, ErrUnsupported
+}

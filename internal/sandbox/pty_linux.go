@@ -11,7 +11,12 @@ import (
 // program gets the terminal end, never the user's own terminal: a program
 // holding that could push keystrokes into the shell that started cordon.
 func OpenPTY() (master, terminal *os.File, err error) {
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	return openPTY("/dev/ptmx", "/dev/pts")
+}
+
+// openPTY opens a pair from the given multiplexer and its pts directory.
+func openPTY(ptmx, pts string) (master, terminal *os.File, err error) {
+	m, err := os.OpenFile(ptmx, os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening a pseudo-terminal: %w", err)
 	}
@@ -25,7 +30,7 @@ func OpenPTY() (master, terminal *os.File, err error) {
 		m.Close()
 		return nil, nil, err
 	}
-	t, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	t, err := os.OpenFile(fmt.Sprintf("%s/%d", pts, n), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		m.Close()
 		return nil, nil, fmt.Errorf("opening the pseudo-terminal: %w", err)

@@ -46,8 +46,11 @@ func Start(spec Spec) (*Sandbox, error) {
 		return nil, fmt.Errorf("finding cordon's own executable: %w", err)
 	}
 	cmd := &exec.Cmd{
-		Path:       self,
-		Args:       []string{"cordon", InitArg},
+		Path: self,
+		Args: []string{"cordon", InitArg},
+		// init's environment is readable inside; the host's may hold
+		// credentials, so init gets none of it.
+		Env:        []string{},
 		ExtraFiles: []*os.File{configR, statusW, lifeR},
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
