@@ -32,6 +32,9 @@ func TestScripts(t *testing.T) {
 		Dir: "testdata/script",
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("CORDON_HOME", filepath.Join(env.WorkDir, "cordon-home"))
+			// Under the race detector each cordon process would otherwise
+			// linger a second as it exits.
+			env.Setenv("GORACE", "atexit_sleep_ms=0")
 			return nil
 		},
 		Condition: func(cond string) (bool, error) {

@@ -18,7 +18,8 @@ import (
 // cordonCmd prepares a cordon process: this test binary in cordon's role.
 func cordonCmd(home string, stdin string, args ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "CORDON_TEST_AS_CORDON=1", "CORDON_HOME="+home)
+	cmd.Env = append(os.Environ(), "CORDON_TEST_AS_CORDON=1", "CORDON_HOME="+home,
+		"GORACE=atexit_sleep_ms=0")
 	cmd.Stdin = strings.NewReader(stdin)
 	return cmd
 }

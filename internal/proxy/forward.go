@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/cordon-dev/cordon/internal/audit"
 	"github.com/cordon-dev/cordon/internal/provider"
 	"github.com/cordon-dev/cordon/internal/secret"
@@ -40,8 +42,10 @@ type exchange struct {
 	ev       audit.Event
 	auth     provider.Auth
 	secret   string
+	forms    []string // the secret as it goes on the wire; never to come back
 	inject   bool
 	upstream *upstreamKey
+	bodyErr  error // why reading the upstream's body failed, if it did
 }
 
 type exchangeKey struct{}
@@ -75,6 +79,14 @@ func (fw *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.refuse(w, ev, http.StatusForbidden, "deny", v.Reason)
 			return
 		}
+	}
+
+	// An h2c upgrade would turn the rest of the connection into HTTP/2
+	// streams that the proxy no longer decides and records one by one.
+	// Dropping the offer is allowed: the upstream answers in HTTP/1.1.
+	if httpguts.HeaderValuesContainsToken(r.Header["Upgrade"], "h2c") {
+		r.Header.Del("Upgrade")
+		r.Header.Del("Http2-Settings")
 	}
 
 	set, err := p.cfg.Providers()
@@ -123,6 +135,7 @@ func (fw *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		x.auth, x.secret, x.inject = match.Provider.Auth, entry.Value, true
+		x.forms = x.auth.WireForms(x.secret)
 		ev.Injected = service
 	}
 
@@ -132,18 +145,41 @@ func (fw *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body = &countingBody{ReadCloser: r.Body}
 		r.Body = body
 	}
-	rec := &recorder{ResponseWriter: w, ev: ev}
+	rec := &recorder{ResponseWriter: w, ev: ev, forms: x.forms}
 	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
-	p.reverse.ServeHTTP(rec, r)
 
-	if ev.Status == 0 && rec.status != 0 {
-		ev.Status = rec.status
+	// The reverse proxy abandons a response it cannot finish (the
+	// upstream failed mid-body, or the client left) by panicking with
+	// http.ErrAbortHandler, which the server recovers. The event is
+	// recorded on the way out all the same.
+	finished := false
+	defer func() {
+		if !finished {
+			fw.cut(x)
+		}
+		if ev.Status == 0 && rec.status != 0 {
+			ev.Status = rec.status
+		}
+		if body != nil {
+			ev.BytesIn = body.n.Load()
+		}
+		ev.Duration = time.Since(ev.Time)
+		p.record(ev)
+	}()
+	p.reverse.ServeHTTP(rec, r)
+	finished = true
+}
+
+// cut records why a response was abandoned midway.
+func (fw *forwarder) cut(x *exchange) {
+	ev := &x.ev
+	ev.Decision = "error"
+	switch {
+	case x.bodyErr != nil:
+		ev.Reason = "the response was cut: " + describeUpstreamError(fw.target, x.bodyErr)
+	case ev.Reason == "":
+		ev.Reason = "the response was cut: the client went away"
 	}
-	if body != nil {
-		ev.BytesIn = body.n.Load()
-	}
-	ev.Duration = time.Since(ev.Time)
-	p.record(ev)
 }
 
 // checkAuthority compares the request's own idea of its destination with
@@ -227,8 +263,8 @@ func (p *Proxy) newReverseProxy() *httputil.ReverseProxy {
 		ModifyResponse: func(res *http.Response) error {
 			x := res.Request.Context().Value(exchangeKey{}).(*exchange)
 			x.ev.Status = res.StatusCode
-			if x.inject && res.StatusCode != http.StatusSwitchingProtocols {
-				redactResponse(res, x.secret)
+			if x.inject {
+				redactResponse(res, x.forms)
 			}
 			return nil
 		},
@@ -275,6 +311,9 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 
 // record sends an event to the audit log and the logger.
 func (p *Proxy) record(ev *audit.Event) {
+	if ev.Decision != "allow" {
+		p.maskRefusal(ev)
+	}
 	if p.cfg.Audit != nil {
 		p.cfg.Audit.Record(*ev)
 	}
@@ -307,10 +346,23 @@ func (p *Proxy) record(ev *audit.Event) {
 	p.log.LogAttrs(context.Background(), level, "request", attrs...)
 }
 
+// maskRefusal masks stored secret values in what a refusal quotes of the
+// client's request (its target, Host header or TLS server name), so that a
+// client holding a secret cannot write it into the logs. Allowed requests
+// were masked on their way through.
+func (p *Proxy) maskRefusal(ev *audit.Event) {
+	snap, err := p.cfg.Secrets.Snapshot()
+	if err != nil || snap.Len() == 0 {
+		return
+	}
+	ev.Host, ev.Path, ev.Reason = maskStored(snap, ev.Host), maskStored(snap, ev.Path), maskStored(snap, ev.Reason)
+}
+
 // recorder notes the status and counts the body bytes sent to the client.
 type recorder struct {
 	http.ResponseWriter
 	ev     *audit.Event
+	forms  []string // the injected credential's wire forms, masked in 1xx headers
 	status int
 	wrote  bool
 }
@@ -318,6 +370,11 @@ type recorder struct {
 func (r *recorder) WriteHeader(code int) {
 	if code >= 200 && !r.wrote {
 		r.status, r.wrote = code, true
+	}
+	// The reverse proxy relays informational responses (103 Early Hints)
+	// straight from the upstream, without ModifyResponse.
+	if code < 200 && len(r.forms) > 0 {
+		maskHeader(r.Header(), r.forms)
 	}
 	r.ResponseWriter.WriteHeader(code)
 }

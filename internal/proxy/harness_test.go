@@ -196,6 +196,8 @@ type world struct {
 type worldOptions struct {
 	sandbox string
 	policy  Policy
+	// config, when set, adjusts the proxy's configuration before New.
+	config func(*Config)
 }
 
 // newWorld starts a proxy on loopback with a token. Host names ending in
@@ -219,7 +221,7 @@ func newWorld(t testing.TB, opts worldOptions) *world {
 	}
 	os.MkdirAll(filepath.Join(dir, "config"), 0o700)
 
-	p, err := New(Config{
+	cfg := Config{
 		CA: authority, Providers: w.reg.Set, Secrets: store, Audit: w.events, Policy: opts.policy,
 		Logger: slog.New(slog.NewTextHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		LookupNetIP: func(ctx context.Context, host string) ([]netip.Addr, error) {
@@ -232,7 +234,11 @@ func newWorld(t testing.TB, opts worldOptions) *world {
 			return nil, fmt.Errorf("no such host %s", host)
 		},
 		HandshakeTimeout: 5 * time.Second,
-	})
+	}
+	if opts.config != nil {
+		opts.config(&cfg)
+	}
+	p, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

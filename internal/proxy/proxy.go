@@ -98,18 +98,36 @@ type Config struct {
 	// in addition to a provider's own CA. Nil uses the system roots.
 	RootCAs *x509.CertPool
 
-	// Timeouts; zero values pick the defaults below.
-	HandshakeTimeout time.Duration // client and upstream TLS handshakes
+	// Timeouts and limits; zero values pick the defaults below.
+	HandshakeTimeout time.Duration // client and upstream TLS handshakes, a tunnel's first byte
 	IdleTimeout      time.Duration // idle client connections
 	DialTimeout      time.Duration // upstream TCP connects
+	// ReadHeaderTimeout bounds the reading of a client's request line and
+	// headers, however slowly they trickle in.
+	ReadHeaderTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for an upstream's response
+	// headers once the request has been sent. A model may think for
+	// minutes before its first byte, hence the generous default.
+	ResponseHeaderTimeout time.Duration
+	// UpstreamIdleTimeout cuts a response whose body has sent nothing for
+	// this long. Streams that send events or keep-alive comments never
+	// reach it; WebSockets are not subject to it.
+	UpstreamIdleTimeout time.Duration
+	// MaxConns is how many client connections one sandbox may hold open
+	// at once, across all the listeners served for it. A connection past
+	// the limit is answered 503 and closed, and the refusal recorded.
+	MaxConns int
 }
 
 const (
-	defaultHandshakeTimeout = 15 * time.Second
-	defaultIdleTimeout      = 2 * time.Minute
-	defaultDialTimeout      = 15 * time.Second
-	readHeaderTimeout       = 30 * time.Second
-	maxHeaderBytes          = 64 << 10
+	defaultHandshakeTimeout      = 15 * time.Second
+	defaultIdleTimeout           = 2 * time.Minute
+	defaultDialTimeout           = 15 * time.Second
+	defaultReadHeaderTimeout     = 30 * time.Second
+	defaultResponseHeaderTimeout = 10 * time.Minute
+	defaultUpstreamIdleTimeout   = 5 * time.Minute
+	defaultMaxConns              = 512
+	maxHeaderBytes               = 64 << 10
 )
 
 // Proxy serves listeners. It is safe for concurrent use.
@@ -127,6 +145,8 @@ type Proxy struct {
 	servers   map[*http.Server]struct{}
 	tunnels   map[net.Conn]struct{}
 	listeners map[net.Listener]struct{}
+	conns     map[string]*connCount // by sandbox
+	refusing  chan struct{}         // bounds the goroutines answering refused connections
 	shutdown  bool
 	wg        sync.WaitGroup
 }
@@ -145,6 +165,18 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = defaultDialTimeout
 	}
+	if cfg.ReadHeaderTimeout == 0 {
+		cfg.ReadHeaderTimeout = defaultReadHeaderTimeout
+	}
+	if cfg.ResponseHeaderTimeout == 0 {
+		cfg.ResponseHeaderTimeout = defaultResponseHeaderTimeout
+	}
+	if cfg.UpstreamIdleTimeout == 0 {
+		cfg.UpstreamIdleTimeout = defaultUpstreamIdleTimeout
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = defaultMaxConns
+	}
 	if cfg.LookupNetIP == nil {
 		cfg.LookupNetIP = func(ctx context.Context, host string) ([]netip.Addr, error) {
 			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
@@ -161,6 +193,8 @@ func New(cfg Config) (*Proxy, error) {
 		servers:   map[*http.Server]struct{}{},
 		tunnels:   map[net.Conn]struct{}{},
 		listeners: map[net.Listener]struct{}{},
+		conns:     map[string]*connCount{},
+		refusing:  make(chan struct{}, 64),
 	}
 	p.upstream = newUpstreams(p)
 	p.tlsConfig = p.serverTLSConfig()
@@ -168,8 +202,9 @@ func New(cfg Config) (*Proxy, error) {
 	p.reverse = p.newReverseProxy()
 
 	// The HTTP/2 server for intercepted connections hangs off a base
-	// http.Server only so that Shutdown can send GOAWAY to all of them.
-	p.h2base = &http.Server{IdleTimeout: cfg.IdleTimeout}
+	// http.Server so that Shutdown can send GOAWAY to all of them, and
+	// so that it bounds header lists as the HTTP/1.1 servers do.
+	p.h2base = &http.Server{IdleTimeout: cfg.IdleTimeout, MaxHeaderBytes: maxHeaderBytes, ErrorLog: p.serverLog}
 	p.h2 = &http2.Server{
 		IdleTimeout:          cfg.IdleTimeout,
 		MaxConcurrentStreams: 250,
@@ -183,11 +218,13 @@ func New(cfg Config) (*Proxy, error) {
 
 // Serve accepts connections on l and serves them as id until l is closed or
 // the proxy shuts down. It always returns a non-nil error; after Shutdown,
-// http.ErrServerClosed.
+// http.ErrServerClosed. At most Config.MaxConns connections of id's sandbox
+// are open at once, counted over every listener served for that sandbox.
 func (p *Proxy) Serve(l net.Listener, id Identity) error {
+	l = &limitListener{Listener: l, p: p, id: id, count: p.connCount(id.Sandbox)}
 	srv := &http.Server{
 		Handler:           &front{p: p, id: id},
-		ReadHeaderTimeout: readHeaderTimeout,
+		ReadHeaderTimeout: p.cfg.ReadHeaderTimeout,
 		IdleTimeout:       p.cfg.IdleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          p.serverLog,

@@ -9,40 +9,60 @@ import (
 
 // redactResponse keeps the credential just injected from coming back to
 // the client, should the upstream echo it (a debugging endpoint, an error
-// page that quotes the request). Header values holding it are masked, and
-// the body is passed through a redactor. The mask has the secret's length,
-// so Content-Length stays right.
+// page that quotes the request). forms are the ways the credential went on
+// the wire (provider.Auth.WireForms). Header values holding one are
+// masked, the body is passed through a redactor, and the trailers are
+// masked once the body has been read. Each mask has its form's length, so
+// Content-Length stays right.
 //
 // A body the upstream compressed is not inspected: the secret would have
 // to be found inside the compressed stream. cordon sends the client's own
-// Accept-Encoding, so such an echo reaches the client compressed.
-func redactResponse(res *http.Response, secret string) {
-	mask := strings.Repeat("*", len(secret))
-	for _, values := range res.Header {
-		for i, v := range values {
-			if strings.Contains(v, secret) {
-				values[i] = strings.ReplaceAll(v, secret, mask)
-			}
-		}
+// Accept-Encoding, so such an echo reaches the client compressed. Nor is
+// the stream after a 101 Switching Protocols: only its headers are masked.
+func redactResponse(res *http.Response, forms []string) {
+	maskHeader(res.Header, forms)
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		return
 	}
 	if res.Body != nil && res.Body != http.NoBody {
-		res.Body = &redactor{body: res.Body, secret: []byte(secret), mask: []byte(mask),
-			buf: bufferPool{}.Get()[:0]}
+		r := &redactor{body: res.Body, trailer: res.Trailer, forms: forms, buf: bufferPool{}.Get()[:0]}
+		for _, f := range forms {
+			r.needles = append(r.needles, []byte(f))
+			r.longest = max(r.longest, len(f))
+		}
+		res.Body = r
 	}
 }
 
-// redactor replaces every occurrence of secret in a stream with mask. It
-// holds back only a tail that could be the start of the secret, so a
-// stream of events is not delayed: an SSE event ends in "\n", which no
-// secret starts with.
+// maskHeader replaces every occurrence of each form in h's values with
+// asterisks.
+func maskHeader(h http.Header, forms []string) {
+	for _, values := range h {
+		for i, v := range values {
+			for _, f := range forms {
+				if strings.Contains(v, f) {
+					v = strings.ReplaceAll(v, f, strings.Repeat("*", len(f)))
+				}
+			}
+			values[i] = v
+		}
+	}
+}
+
+// redactor replaces every occurrence of its needles in a stream with
+// asterisks. It holds back only a tail that could be the start of a
+// needle, so a stream of events is not delayed: an SSE event ends in "\n",
+// which no secret starts with.
 type redactor struct {
-	body   io.ReadCloser
-	secret []byte
-	mask   []byte
-	buf    []byte // backing array for held
-	held   []byte // bytes read but not yet returned
-	ready  int    // how many of held are safe to return
-	err    error
+	body    io.ReadCloser
+	trailer http.Header // masked when the body ends
+	forms   []string
+	needles [][]byte
+	longest int
+	buf     []byte // backing array for held
+	held    []byte // bytes read but not yet returned
+	ready   int    // how many of held are safe to return
+	err     error
 }
 
 func (r *redactor) Read(p []byte) (int, error) {
@@ -61,7 +81,12 @@ func (r *redactor) Read(p []byte) (int, error) {
 		}
 		n, err := r.body.Read(r.held[len(r.held):cap(r.held)])
 		r.held = r.held[:len(r.held)+n]
-		r.err = err
+		if err != nil {
+			r.err = err
+			// The transport fills in the trailers as the body ends, and
+			// the reverse proxy copies them only after this read.
+			maskHeader(r.trailer, r.forms)
+		}
 		r.scan()
 	}
 	n := copy(p, r.held[:r.ready])
@@ -71,21 +96,29 @@ func (r *redactor) Read(p []byte) (int, error) {
 }
 
 // scan masks complete occurrences in held and marks as ready everything
-// but the longest tail that is a prefix of the secret.
+// but the longest tail that is a prefix of a needle.
 func (r *redactor) scan() {
-	for i := 0; ; {
-		j := bytes.Index(r.held[i:], r.secret)
-		if j < 0 {
-			break
+	for _, needle := range r.needles {
+		for i := 0; ; {
+			j := bytes.Index(r.held[i:], needle)
+			if j < 0 {
+				break
+			}
+			for k := range len(needle) {
+				r.held[i+j+k] = '*'
+			}
+			i += j + len(needle)
 		}
-		copy(r.held[i+j:], r.mask)
-		i += j + len(r.mask)
 	}
 	keep := 0
-	for k := min(len(r.secret)-1, len(r.held)); k > 0; k-- {
-		if bytes.HasSuffix(r.held, r.secret[:k]) {
-			keep = k
-			break
+	if r.err == nil {
+		for k := min(r.longest-1, len(r.held)); k > keep; k-- {
+			for _, needle := range r.needles {
+				if k < len(needle) && bytes.HasSuffix(r.held, needle[:k]) {
+					keep = k
+					break
+				}
+			}
 		}
 	}
 	r.ready = len(r.held) - keep

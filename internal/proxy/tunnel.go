@@ -135,7 +135,7 @@ func (p *Proxy) serveHTTP1(conn net.Conn, h http.Handler) {
 	l := &oneConnListener{conn: nc, done: make(chan struct{})}
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: readHeaderTimeout,
+		ReadHeaderTimeout: p.cfg.ReadHeaderTimeout,
 		IdleTimeout:       p.cfg.IdleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          p.serverLog,

@@ -6,12 +6,15 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/netip"
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cordon-dev/cordon/internal/provider"
@@ -50,14 +53,116 @@ func newUpstreams(p *Proxy) *upstreams {
 	return &upstreams{p: p, transports: map[upstreamKey]*http.Transport{}, pools: map[string]cachedPool{}}
 }
 
-// RoundTrip sends a request over the transport its exchange selected.
+// RoundTrip sends a request over the transport its exchange selected. A
+// watchdog cuts the exchange when the upstream goes quiet: first while the
+// response headers are awaited, then between reads of the body.
 func (u *upstreams) RoundTrip(r *http.Request) (*http.Response, error) {
 	x := r.Context().Value(exchangeKey{}).(*exchange)
 	t, err := u.transport(*x.upstream)
 	if err != nil {
 		return nil, err
 	}
-	return t.RoundTrip(r)
+
+	ctx, cancel := context.WithCancelCause(r.Context())
+	wd := &watchdog{cancel: cancel, headers: u.p.cfg.ResponseHeaderTimeout, idle: u.p.cfg.UpstreamIdleTimeout}
+	// The wait for headers starts only once the request is sent, so the
+	// timer is made stopped: a large upload takes the time it takes.
+	wd.timer = time.AfterFunc(wd.headers, wd.fire)
+	wd.timer.Stop()
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) {
+			if !wd.inBody.Load() {
+				wd.timer.Reset(wd.headers)
+			}
+		},
+	})
+
+	res, err := t.RoundTrip(r.WithContext(ctx))
+	if err != nil {
+		wd.timer.Stop()
+		var stall *StallError
+		if cause := context.Cause(ctx); errors.As(cause, &stall) && r.Context().Err() == nil {
+			err = stall
+		}
+		cancel(nil)
+		return nil, err
+	}
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		// An upgraded connection may stay quiet as long as it likes, and
+		// lives on the request's context until either side closes.
+		wd.timer.Stop()
+		return res, nil
+	}
+	wd.inBody.Store(true)
+	wd.timer.Reset(wd.idle)
+	res.Body = &watchedBody{ReadCloser: res.Body, wd: wd, ctx: ctx, x: x}
+	return res, nil
+}
+
+// StallError is an upstream that went quiet: no response headers within
+// Config.ResponseHeaderTimeout of the request being sent, or nothing of the
+// body for Config.UpstreamIdleTimeout.
+type StallError struct {
+	Headers bool // still waiting for the response headers
+	After   time.Duration
+}
+
+func (e *StallError) Error() string {
+	if e.Headers {
+		return "no response headers within " + e.After.String()
+	}
+	return "nothing received for " + e.After.String() + " in the middle of the response"
+}
+
+// watchdog cancels one exchange when its timer fires.
+type watchdog struct {
+	timer         *time.Timer
+	cancel        context.CancelCauseFunc
+	inBody        atomic.Bool
+	headers, idle time.Duration
+}
+
+func (w *watchdog) fire() {
+	if w.inBody.Load() {
+		w.cancel(&StallError{After: w.idle})
+		return
+	}
+	w.cancel(&StallError{Headers: true, After: w.headers})
+}
+
+// watchedBody is a response body under a watchdog: each read that brings
+// data puts the deadline back. It notes why a read failed, for the audit
+// event of a response cut short.
+type watchedBody struct {
+	io.ReadCloser
+	wd  *watchdog
+	ctx context.Context
+	x   *exchange
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.wd.timer.Reset(b.wd.idle)
+	}
+	if err != nil && err != io.EOF {
+		var stall *StallError
+		switch {
+		case errors.As(context.Cause(b.ctx), &stall):
+			err = stall
+			b.x.bodyErr = err
+		case b.ctx.Err() == nil: // not the client leaving: the upstream failed
+			b.x.bodyErr = err
+		}
+	}
+	return n, err
+}
+
+func (b *watchedBody) Close() error {
+	b.wd.timer.Stop()
+	err := b.ReadCloser.Close()
+	b.wd.cancel(nil)
+	return err
 }
 
 func (u *upstreams) transport(key upstreamKey) (*http.Transport, error) {
@@ -248,8 +353,12 @@ func (p *Proxy) providerAddress(t target) (netip.Addr, bool) {
 // and the audit decision.
 func dialErrorStatus(err error) (int, string) {
 	var blocked *BlockedError
-	if errors.As(err, &blocked) {
+	var stall *StallError
+	switch {
+	case errors.As(err, &blocked):
 		return http.StatusForbidden, "deny"
+	case errors.As(err, &stall):
+		return http.StatusGatewayTimeout, "error"
 	}
 	return http.StatusBadGateway, "error"
 }
@@ -259,6 +368,7 @@ func dialErrorStatus(err error) (int, string) {
 func describeUpstreamError(t target, err error) string {
 	var blocked *BlockedError
 	var resolve *ResolveError
+	var stall *StallError
 	var unknownAuthority x509.UnknownAuthorityError
 	var hostnameErr x509.HostnameError
 	var invalid x509.CertificateInvalidError
@@ -268,6 +378,8 @@ func describeUpstreamError(t target, err error) string {
 		return blocked.Error()
 	case errors.As(err, &resolve):
 		return resolve.Error()
+	case errors.As(err, &stall):
+		return "upstream " + t.authority() + " went quiet: " + stall.Error()
 	case errors.As(err, &unknownAuthority):
 		return "the certificate of " + t.host + " is signed by an authority cordon does not trust; " +
 			"register the provider with --ca-cert if it uses a private CA"
