@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -29,6 +30,8 @@ import (
 func newProxyCmd(e *env) *cobra.Command {
 	var listen, sandbox, logLevel string
 	var grace time.Duration
+	var maxConns int
+	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "proxy [--listen ADDR] [--sandbox NAME]",
 		Short: "Run the credential-injecting proxy on its own, for any client",
@@ -59,13 +62,27 @@ or SIGTERM stops the proxy, giving requests in flight --grace to finish.`,
 			if grace < 0 {
 				return usagef("--grace must not be negative")
 			}
+			if maxConns < 1 {
+				return usagef("--max-conns must be at least 1")
+			}
 			host, _, err := net.SplitHostPort(listen)
 			if err != nil {
 				return usagef("--listen %q: want HOST:PORT, such as 127.0.0.1:3128", listen)
 			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			return e.runProxy(cmd.Context(), proxyOptions{
 				listen: listen, loopback: isLoopback(host), sandbox: sandbox,
-				logLevel: level, grace: grace,
+				logLevel: level, grace: grace, maxConns: maxConns,
 			})
 		},
 	}
@@ -74,6 +91,9 @@ or SIGTERM stops the proxy, giving requests in flight --grace to finish.`,
 	f.StringVar(&sandbox, "sandbox", "", "serve as this sandbox: its scoped secrets and rules apply")
 	f.StringVar(&logLevel, "log-level", "info", "debug (one line per request), info, warn or error")
 	f.DurationVar(&grace, "grace", 10*time.Second, "how long requests in flight may finish after SIGINT or SIGTERM")
+	f.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the proxy to this file until it stops")
+	f.MarkHidden("cpu-profile")
+	f.IntVar(&maxConns, "max-conns", 4096, "most client connections held at once; more are refused with 503")
 	return cmd
 }
 
@@ -83,6 +103,7 @@ type proxyOptions struct {
 	sandbox  string
 	logLevel slog.Level
 	grace    time.Duration
+	maxConns int
 }
 
 func parseLogLevel(s string) (slog.Level, error) {
@@ -165,6 +186,7 @@ func (e *env) runProxy(ctx context.Context, opts proxyOptions) error {
 		Policy:    proxyPolicy{engine},
 		Audit:     requests,
 		Logger:    logger,
+		MaxConns:  opts.maxConns,
 	})
 	if err != nil {
 		return err

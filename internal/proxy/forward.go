@@ -139,7 +139,8 @@ func (fw *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ev.Injected = service
 	}
 
-	x.upstream = &upstreamKey{sandbox: fw.id.Sandbox, caCert: set.CACertFor(t.scheme, t.host, t.port)}
+	x.upstream = &upstreamKey{sandbox: fw.id.Sandbox, caCert: set.CACertFor(t.scheme, t.host, t.port),
+		h2: r.ProtoMajor == 2}
 	var body *countingBody
 	if r.Body != nil && r.Body != http.NoBody {
 		body = &countingBody{ReadCloser: r.Body}

@@ -26,6 +26,10 @@ import (
 type upstreamKey struct {
 	sandbox string
 	caCert  string // a provider's CA file, "" for the system roots
+	// h2 lets the upstream leg speak HTTP/2. It follows the client's
+	// protocol: Go's HTTP/1.1 client moves bulk bodies faster, and an
+	// HTTP/1.1 client gains nothing from multiplexing upstream.
+	h2 bool
 }
 
 // upstreams is the proxy's http.RoundTripper: one pooled transport per
@@ -192,7 +196,7 @@ func (u *upstreams) transport(key upstreamKey) (*http.Transport, error) {
 			MinVersion:         tls.VersionTLS12,
 			ClientSessionCache: tls.NewLRUClientSessionCache(256),
 		},
-		ForceAttemptHTTP2:     true,
+		ForceAttemptHTTP2:     key.h2,
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   u.p.cfg.HandshakeTimeout,
@@ -206,6 +210,9 @@ func (u *upstreams) transport(key upstreamKey) (*http.Transport, error) {
 			SendPingTimeout: 30 * time.Second,
 			PingTimeout:     15 * time.Second,
 		},
+	}
+	if !key.h2 {
+		t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	}
 	u.transports[key] = t
 	return t, nil
