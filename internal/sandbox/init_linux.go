@@ -134,6 +134,14 @@ func setUp(spec Spec) (*inside, error) {
 	}
 	runtimeDir.Close()
 
+	// Programs run without capabilities over the sandbox's network (see
+	// reaper.start); they may still serve on any port of its loopback.
+	// The setting is the network namespace's own, so it is written before
+	// /proc/sys turns read-only.
+	if err := os.WriteFile("/proc/sys/net/ipv4/ip_unprivileged_port_start", []byte("0"), 0); err != nil {
+		return nil, fmt.Errorf("opening low ports to programs: %w", err)
+	}
+
 	if err := buildFilesystem(spec); err != nil {
 		return nil, err
 	}
