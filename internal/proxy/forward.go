@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -198,10 +199,22 @@ func (fw *forwarder) checkAuthority(r *http.Request) string {
 		return "" // HTTP/1.0 without Host: the tunnel's target is implied
 	}
 	host, port, err := parseAuthority(r.Host, defaultPort)
-	if err != nil || host != t.host || port != t.port {
+	if err != nil || port != t.port || host != t.host && !(isLoopback(host) && isLoopback(t.host)) {
 		return "Host " + strconv.Quote(r.Host) + " does not match the tunnel's destination " + t.authority()
 	}
 	return ""
+}
+
+// isLoopback reports whether a normalised host names the machine itself.
+// localhost, 127.0.0.1 and ::1 are one destination, so a client that
+// reached a loopback provider as one of them may name it as another (a
+// sandbox carries both to the provider it bridges).
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	addr, err := netip.ParseAddr(host)
+	return err == nil && addr.IsLoopback()
 }
 
 // findLeak looks for a stored secret that is not service's in the request's

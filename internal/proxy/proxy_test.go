@@ -508,3 +508,34 @@ func dialRaw(t testing.TB, addr string) netConn {
 	t.Cleanup(func() { conn.Close() })
 	return conn
 }
+
+// localhost, 127.0.0.1 and ::1 are one destination: a tunnel to one may
+// carry requests that name another, and nothing else.
+func TestLoopbackNamesAgree(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	plain := startPlain(t, echoHeaders)
+	w.addProvider(provider.Spec{Name: "local", BaseURL: fmt.Sprintf("http://127.0.0.1:%d", plain.port)})
+	w.setSecret(secret.Global(), "local", theSecret)
+
+	for host, want := range map[string]int{
+		fmt.Sprintf("localhost:%d", plain.port):   200,
+		fmt.Sprintf("127.0.0.1:%d", plain.port):   200,
+		fmt.Sprintf("[::1]:%d", plain.port):       200,
+		fmt.Sprintf("localhost:%d", plain.port+1): http.StatusMisdirectedRequest,
+		"evil.example": http.StatusMisdirectedRequest,
+	} {
+		conn := w.tunnel(fmt.Sprintf("127.0.0.1:%d", plain.port))
+		fmt.Fprintf(conn, "GET /api/tags HTTP/1.1\r\nHost: %s\r\n\r\n", host)
+		res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != want {
+			t.Errorf("Host %s: %s, want %d", host, res.Status, want)
+		}
+	}
+	if got := plain.last().Header.Get("Authorization"); got != "Bearer "+theSecret {
+		t.Errorf("Authorization = %q", got)
+	}
+}
