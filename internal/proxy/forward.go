@@ -146,6 +146,14 @@ func (fw *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil && r.Body != http.NoBody {
 		body = &countingBody{ReadCloser: r.Body}
 		r.Body = body
+		// The upstream may answer before the body's end reached the
+		// proxy. By default an HTTP/1.1 server drains and closes the
+		// request body when the response headers go out, which would
+		// fail the upstream leg that is still reading it and cut the
+		// response streaming back. Full duplex leaves it to that leg.
+		if r.ProtoMajor == 1 {
+			http.NewResponseController(w).EnableFullDuplex()
+		}
 	}
 	rec := &recorder{ResponseWriter: w, ev: ev, forms: x.forms}
 	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))

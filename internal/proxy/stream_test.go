@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -291,5 +292,64 @@ func TestShutdownLetsStreamsFinish(t *testing.T) {
 	if conn, err := netDial(w.addr); err == nil {
 		conn.Close()
 		t.Error("listener still accepting after Shutdown")
+	}
+}
+
+// TestAnswerBeforeUploadEnds sends a request whose upstream answers as soon
+// as it has parsed the body, before the proxy has seen the body's end. The
+// proxy's own server must leave the request body to the upstream leg while
+// the answer streams back: were it to drain and close that body when the
+// response headers go out, the upstream write would fail and take the
+// streaming response down with it.
+func TestAnswerBeforeUploadEnds(t *testing.T) {
+	pki := newTestPKI(t)
+	w := newWorld(t, worldOptions{})
+	up := startUpstream(t, pki, false, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		var msg struct{ N int }
+		if err := json.NewDecoder(r.Body).Decode(&msg); err != nil {
+			http.Error(rw, err.Error(), http.StatusBadRequest)
+			return
+		}
+		rw.Header().Set("Content-Type", "text/event-stream")
+		for i := range 4 {
+			fmt.Fprintf(rw, "data: %d.%d\n\n", msg.N, i)
+			rw.(http.Flusher).Flush()
+			time.Sleep(200 * time.Microsecond)
+		}
+	}), "early.test")
+	w.addProvider(provider.Spec{Name: "early", BaseURL: fmt.Sprintf("https://early.test:%d", up.port), CACert: pki.pemPath})
+	w.setSecret(secret.Global(), "early", theSecret)
+
+	client := w.client(false)
+	url := fmt.Sprintf("https://early.test:%d/v1/stream", up.port)
+	const rounds = 300
+	deadline := time.Now().Add(20 * time.Second)
+	for n := 0; n < rounds && time.Now().Before(deadline); n++ {
+		// A reader the transport cannot see through, so that the body
+		// goes out after the headers as a client's stream does.
+		payload := fmt.Sprintf(`{"N": %d}`, n)
+		req, err := http.NewRequest(http.MethodPost, url, io.MultiReader(strings.NewReader(payload)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.ContentLength = int64(len(payload))
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("round %d: %v", n, err)
+		}
+		got, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil {
+			t.Fatalf("round %d: the stream was cut after %q: %v", n, got, err)
+		}
+		want := fmt.Sprintf("data: %d.0\n\ndata: %d.1\n\ndata: %d.2\n\ndata: %d.3\n\n", n, n, n, n)
+		if string(got) != want {
+			t.Fatalf("round %d: got %q, want %q", n, got, want)
+		}
+	}
+	for _, ev := range w.events.list() {
+		if ev.Decision != "allow" {
+			t.Fatalf("an exchange was recorded as %s: %s", ev.Decision, ev.Reason)
+		}
 	}
 }
