@@ -168,23 +168,26 @@ func (e *env) runProxy(ctx context.Context, opts proxyOptions) error {
 	}
 	engine.SetSelf(self...)
 
-	requests, err := audit.Open(audit.DefaultPath(dirs.State), audit.Options{Logger: logger})
-	if err != nil {
-		return err
+	// A request log that cannot be opened costs the log, not the service.
+	var recorder proxy.Recorder
+	if requests, err := audit.Open(audit.DefaultPath(dirs.State), audit.Options{Logger: logger}); err != nil {
+		e.warnf("requests are served but not logged: %v", err)
+	} else {
+		recorder = requests
+		defer func() {
+			requests.Close()
+			if n := requests.Dropped(); n > 0 {
+				logger.Warn("requests missing from the request log", "dropped", n)
+			}
+		}()
 	}
-	defer func() {
-		requests.Close()
-		if n := requests.Dropped(); n > 0 {
-			logger.Warn("requests missing from the request log", "dropped", n)
-		}
-	}()
 
 	p, err := proxy.New(proxy.Config{
 		CA:        authority,
 		Providers: reg.Set,
 		Secrets:   store,
 		Policy:    proxyPolicy{engine},
-		Audit:     requests,
+		Audit:     recorder,
 		Logger:    logger,
 		MaxConns:  opts.maxConns,
 	})

@@ -443,13 +443,17 @@ func (e *env) startHost(name string, store *sandbox.Store) (*sandboxHost, error)
 		logTo = logFile
 	}
 	logger := slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	h.requests, err = audit.Open(audit.DefaultPath(dirs.State), audit.Options{Logger: logger})
-	if err != nil {
-		return nil, err
+	// A request log that cannot be opened costs the log, not the sandbox.
+	var recorder proxy.Recorder
+	if h.requests, err = audit.Open(audit.DefaultPath(dirs.State), audit.Options{Logger: logger}); err != nil {
+		e.warnf("requests are served but not logged: %v", err)
+		h.requests = nil
+	} else {
+		recorder = h.requests
 	}
 	h.proxy, err = proxy.New(proxy.Config{
 		CA: authority, Providers: h.registry.Set, Secrets: secrets,
-		Policy: proxyPolicy{engine}, Audit: h.requests, Logger: logger,
+		Policy: proxyPolicy{engine}, Audit: recorder, Logger: logger,
 	})
 	if err != nil {
 		return nil, err
