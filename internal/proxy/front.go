@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"crypto/subtle"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -130,11 +129,6 @@ func (f *front) connect(w http.ResponseWriter, r *http.Request) {
 		conn.Close()
 		return
 	}
-	defer f.p.untrackTunnel(conn)
-	defer conn.Close()
-	if _, err := conn.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
-		return
-	}
 	f.p.intercept(conn, f.id, t, verdict)
 }
 
@@ -235,6 +229,3 @@ func (c *prefixConn) Read(b []byte) (int, error) {
 	}
 	return c.Conn.Read(b)
 }
-
-// errClosed is returned by a oneConnListener after its connection closed.
-var errClosed = errors.New("connection closed")

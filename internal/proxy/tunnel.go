@@ -78,8 +78,21 @@ func (p *Proxy) serverTLSConfig() *tls.Config {
 
 // intercept serves an accepted tunnel: TLS with a leaf for the target
 // (or plain HTTP when the client sends no TLS), then HTTP/2 or HTTP/1.1
-// requests, each forwarded with the target as its real destination.
+// requests, each forwarded with the target as its real destination. It
+// owns conn, which trackTunnel registered: conn is closed and untracked
+// when the tunnel ends, perhaps after intercept has returned.
 func (p *Proxy) intercept(conn net.Conn, id Identity, t target, verdict Verdict) {
+	owned := true
+	defer func() {
+		if owned {
+			conn.Close()
+			p.untrackTunnel(conn)
+		}
+	}()
+	if _, err := conn.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
+		return
+	}
+
 	start := time.Now()
 	conn.SetReadDeadline(start.Add(p.cfg.HandshakeTimeout))
 	first := make([]byte, 1)
@@ -91,7 +104,8 @@ func (p *Proxy) intercept(conn net.Conn, id Identity, t target, verdict Verdict)
 	if first[0] != 0x16 { // not a TLS handshake record: plain HTTP inside
 		t.scheme = "http"
 		conn.SetReadDeadline(time.Time{})
-		p.serveHTTP1(tc, &forwarder{p: p, id: id, target: t, verdict: verdict, tunnel: true})
+		fw := &forwarder{p: p, id: id, target: t, verdict: verdict, tunnel: true}
+		owned = !p.inner.hand(&innerConn{Conn: tc, raw: conn, p: p, fw: fw})
 		return
 	}
 
@@ -110,7 +124,7 @@ func (p *Proxy) intercept(conn net.Conn, id Identity, t target, verdict Verdict)
 		p.h2.ServeConn(tlsConn, &http2.ServeConnOpts{BaseConfig: p.h2base, Handler: fw})
 		return
 	}
-	p.serveHTTP1(tlsConn, fw)
+	owned = !p.inner.hand(&innerConn{Conn: tlsConn, raw: conn, p: p, fw: fw})
 }
 
 // handshakeFailed records a tunnel whose client TLS handshake failed. A
@@ -129,69 +143,95 @@ func (p *Proxy) handshakeFailed(id Identity, t target, start time.Time, err erro
 	p.record(&ev)
 }
 
-// serveHTTP1 serves HTTP/1.1 requests on one connection until it closes.
-func (p *Proxy) serveHTTP1(conn net.Conn, h http.Handler) {
-	nc := &notifyConn{Conn: conn, closed: make(chan struct{})}
-	l := &oneConnListener{conn: nc, done: make(chan struct{})}
-	srv := &http.Server{
-		Handler:           h,
+// The HTTP/1.1 connections inside every tunnel are served by one shared
+// http.Server, fed through a listener that intercept hands them to. An
+// idle connection then costs its TLS state, its server connection and one
+// goroutine, and no server or goroutine of its own besides.
+
+// innerConn is a tunnel's connection as the shared HTTP/1.1 server sees
+// it, carrying the forwarder its requests go to.
+type innerConn struct {
+	net.Conn          // the TLS connection, or the tunnel itself for plain HTTP
+	raw      net.Conn // the hijacked CONNECT connection underneath
+	p        *Proxy
+	fw       *forwarder
+	once     sync.Once
+}
+
+// Close closes the tunnel and lets Shutdown know it has ended.
+func (c *innerConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.raw.Close()
+		c.p.untrackTunnel(c.raw)
+	})
+	return err
+}
+
+type forwarderKey struct{}
+
+// newInnerServer builds the shared HTTP/1.1 server and starts it.
+func (p *Proxy) newInnerServer() *innerServer {
+	s := &innerServer{
+		conns: make(chan net.Conn),
+		done:  make(chan struct{}),
+	}
+	s.srv = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r.Context().Value(forwarderKey{}).(*forwarder).ServeHTTP(w, r)
+		}),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, forwarderKey{}, c.(*innerConn).fw)
+		},
 		ReadHeaderTimeout: p.cfg.ReadHeaderTimeout,
 		IdleTimeout:       p.cfg.IdleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          p.serverLog,
 	}
-	if !p.track(srv) {
-		conn.Close()
-		return
-	}
-	defer p.untrack(srv)
-	srv.Serve(l)
-	// Serve returns when the listener is done, which may be before a
-	// hijacked (WebSocket) exchange ends; the connection's Close marks
-	// the real end.
-	<-nc.closed
+	go s.srv.Serve(s)
+	return s
 }
 
-// oneConnListener hands out a single connection, then blocks until it is
-// closed or the listener is.
-type oneConnListener struct {
-	conn net.Conn
-	done chan struct{}
-	once sync.Once
-	used bool
+// innerServer is the shared HTTP/1.1 server and the listener it accepts
+// handed-over connections from.
+type innerServer struct {
+	srv   *http.Server
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
 }
 
-func (l *oneConnListener) Accept() (net.Conn, error) {
-	if !l.used {
-		l.used = true
-		return l.conn, nil
-	}
+// hand gives c to the server, and reports false when the server has shut
+// down and c is still the caller's to close.
+func (s *innerServer) hand(c *innerConn) bool {
 	select {
-	case <-l.done:
-	case <-l.conn.(*notifyConn).closed:
+	case s.conns <- c:
+		return true
+	case <-s.done:
+		return false
 	}
-	return nil, errClosed
 }
 
-func (l *oneConnListener) Close() error {
-	l.once.Do(func() { close(l.done) })
+func (s *innerServer) Accept() (net.Conn, error) {
+	select {
+	case c := <-s.conns:
+		return c, nil
+	case <-s.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (s *innerServer) Close() error {
+	s.once.Do(func() { close(s.done) })
 	return nil
 }
 
-func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
+func (s *innerServer) Addr() net.Addr { return innerAddr{} }
 
-// notifyConn closes its channel when the connection is closed.
-type notifyConn struct {
-	net.Conn
-	once   sync.Once
-	closed chan struct{}
-}
+type innerAddr struct{}
 
-func (c *notifyConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(func() { close(c.closed) })
-	return err
-}
+func (innerAddr) Network() string { return "tunnel" }
+func (innerAddr) String() string  { return "tunnel" }
 
 // bypass tunnels a connection to its target without looking inside: no
 // interception, no credential. The address checks still apply.
