@@ -467,20 +467,35 @@ func (l *Log) insert(ctx context.Context, batch []Event) error {
 		return err
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, insertEvent)
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
-	for i := range batch {
-		e := &batch[i]
-		_, err := stmt.ExecContext(ctx, e.Time.UnixNano(), clip(e.Sandbox), clip(e.Method),
-			clip(e.Scheme), clip(e.Host), e.Port, clip(e.Path), e.Status, e.BytesIn, e.BytesOut,
-			int64(e.Duration), e.Intercepted, clip(e.Decision), clip(e.Rule), clip(e.Reason),
-			clip(e.Injected), clip(e.NoInject))
-		if err != nil {
+	// Rows go in groups of insertRows per statement: SQLite's own work per
+	// row is the same, but the statement and driver overhead is paid once
+	// per group instead of once per row.
+	var full *sql.Stmt
+	args := make([]any, 0, insertRows*eventFields)
+	for len(batch) > 0 {
+		n := min(len(batch), insertRows)
+		stmt := full
+		if stmt == nil || n < insertRows { // the remainder comes last, once
+			if stmt, err = tx.PrepareContext(ctx, insertStatement(n)); err != nil {
+				return err
+			}
+			defer stmt.Close()
+			if n == insertRows {
+				full = stmt
+			}
+		}
+		args = args[:0]
+		for i := range batch[:n] {
+			e := &batch[i]
+			args = append(args, e.Time.UnixNano(), clip(e.Sandbox), clip(e.Method),
+				clip(e.Scheme), clip(e.Host), e.Port, clip(e.Path), e.Status, e.BytesIn, e.BytesOut,
+				int64(e.Duration), e.Intercepted, clip(e.Decision), clip(e.Rule), clip(e.Reason),
+				clip(e.Injected), clip(e.NoInject))
+		}
+		if _, err := stmt.ExecContext(ctx, args...); err != nil {
 			return err
 		}
+		batch = batch[n:]
 	}
 	return tx.Commit()
 }

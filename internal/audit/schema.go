@@ -53,10 +53,26 @@ const columns = `id, time, sandbox, method, scheme, host, port, path, status,
 	bytes_in, bytes_out, duration, intercepted, decision, rule, reason,
 	injected, no_inject`
 
-const insertEvent = `INSERT INTO events (time, sandbox, method, scheme, host,
+// eventFields is the number of values insertStatement takes per row.
+const eventFields = 17
+
+// insertRows is how many events one INSERT statement stores at most.
+const insertRows = 32
+
+// insertStatement returns an INSERT of n events.
+func insertStatement(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO events (time, sandbox, method, scheme, host,
 	port, path, status, bytes_in, bytes_out, duration, intercepted, decision,
-	rule, reason, injected, no_inject)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	rule, reason, injected, no_inject) VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	}
+	return b.String()
+}
 
 // walSizeLimit is what the write-ahead log is truncated to after a
 // checkpoint, so that a burst of writes does not leave a large file behind.
