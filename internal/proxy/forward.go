@@ -280,6 +280,12 @@ func (p *Proxy) newReverseProxy() *httputil.ReverseProxy {
 			out.Host = out.URL.Host
 			if x.inject {
 				out.URL.RawQuery = x.auth.Apply(out.Header, out.URL.RawQuery, x.secret)
+				// An answer that carries the credential must come back
+				// uncompressed for the redactor to find it: clients ask
+				// for gzip or br by default, and an error page that
+				// quotes the request would otherwise return the key
+				// compressed. Identity is acceptable to every client.
+				out.Header.Set("Accept-Encoding", "identity")
 			}
 		},
 		ModifyResponse: func(res *http.Response) error {

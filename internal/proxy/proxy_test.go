@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"compress/gzip"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -537,5 +538,73 @@ func TestLoopbackNamesAgree(t *testing.T) {
 	}
 	if got := plain.last().Header.Get("Authorization"); got != "Bearer "+theSecret {
 		t.Errorf("Authorization = %q", got)
+	}
+}
+
+// TestCompressedEchoIsMasked: clients ask for compression by default, and
+// an upstream that quotes the request in a compressed answer would hide
+// the credential from the redactor. The proxy asks for an uncompressed
+// answer whenever it injected a credential, and passes the client's own
+// choice through when it did not.
+func TestCompressedEchoIsMasked(t *testing.T) {
+	pki := newTestPKI(t)
+	// The upstream's CA is trusted for every host, so that plain.test,
+	// which is no provider, can be reached too.
+	w := newWorld(t, worldOptions{config: func(c *Config) { c.RootCAs = pki.pool }})
+	up := startUpstream(t, pki, false, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		echo := "you sent: " + r.Header.Get("Authorization")
+		rw.Header().Set("X-Accept-Encoding", r.Header.Get("Accept-Encoding"))
+		if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			io.WriteString(rw, echo)
+			return
+		}
+		rw.Header().Set("Content-Encoding", "gzip")
+		zw := gzip.NewWriter(rw)
+		io.WriteString(zw, echo)
+		zw.Close()
+	}), "llm.test", "plain.test")
+	w.addProvider(provider.Spec{Name: "llm", BaseURL: fmt.Sprintf("https://llm.test:%d", up.port), CACert: pki.pemPath})
+	w.setSecret(secret.Global(), "llm", theSecret)
+
+	fetch := func(url string) (*http.Response, string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Accept-Encoding", "gzip, br")
+		res, err := w.client(false).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var body io.Reader = res.Body
+		if res.Header.Get("Content-Encoding") == "gzip" {
+			if body, err = gzip.NewReader(res.Body); err != nil {
+				t.Fatal(err)
+			}
+		}
+		data, err := io.ReadAll(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, string(data)
+	}
+
+	res, body := fetch(fmt.Sprintf("https://llm.test:%d/v1/echo", up.port))
+	if got := res.Header.Get("X-Accept-Encoding"); got != "identity" {
+		t.Errorf("the upstream was asked for Accept-Encoding %q, want identity", got)
+	}
+	if strings.Contains(body, theSecret) || !strings.Contains(body, "you sent: Bearer ******") {
+		t.Errorf("echo came back as %q", body)
+	}
+
+	// No credential injected: nothing to hide, the client's choice stands.
+	res, body = fetch(fmt.Sprintf("https://plain.test:%d/echo", up.port))
+	if got := res.Header.Get("X-Accept-Encoding"); got != "gzip, br" {
+		t.Errorf("a request without injection reached the upstream with Accept-Encoding %q", got)
+	}
+	if res.Header.Get("Content-Encoding") != "gzip" || body != "you sent: " {
+		t.Errorf("Content-Encoding %q, body %q", res.Header.Get("Content-Encoding"), body)
 	}
 }

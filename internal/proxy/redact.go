@@ -15,10 +15,11 @@ import (
 // masked once the body has been read. Each mask has its form's length, so
 // Content-Length stays right.
 //
-// A body the upstream compressed is not inspected: the secret would have
-// to be found inside the compressed stream. cordon sends the client's own
-// Accept-Encoding, so such an echo reaches the client compressed. Nor is
-// the stream after a 101 Switching Protocols: only its headers are masked.
+// A request with an injected credential asks for an uncompressed answer
+// (see newReverseProxy). A body the upstream compresses all the same is
+// not inspected: the secret would have to be found inside the compressed
+// stream. Nor is the stream after a 101 Switching Protocols: only its
+// headers are masked.
 func redactResponse(res *http.Response, forms []string) {
 	maskHeader(res.Header, forms)
 	if res.StatusCode == http.StatusSwitchingProtocols {
