@@ -36,6 +36,12 @@ func TestEscapeScripts(t *testing.T) {
 			}
 			env.Defer(func() { os.RemoveAll(visible) })
 			env.Setenv("VISIBLE_HOME", visible)
+			fixture, err := hostFilesFixture()
+			if err != nil {
+				return err
+			}
+			env.Defer(func() { os.RemoveAll(fixture) })
+			env.Setenv("HOST_FILES", fixture)
 			return nil
 		},
 		Condition: func(cond string) (bool, error) {
@@ -125,4 +131,38 @@ func cmdTrap(ts *testscript.TestScript, neg bool, args []string) {
 	if tcp, ok := l.Addr().(*net.TCPAddr); ok {
 		ts.Setenv(variable+"_PORT", strconv.Itoa(tcp.Port))
 	}
+}
+
+// hostFilesFixture makes, in /var/tmp, files as a host keeps them: some
+// every user may read, some only their owner. hostfiles.txtar reads them
+// from inside a sandbox.
+func hostFilesFixture() (string, error) {
+	dir, err := os.MkdirTemp("/var/tmp", "cordon-hostfiles-")
+	if err != nil {
+		return "", err
+	}
+	files := []struct {
+		name    string
+		mode    os.FileMode
+		content string
+	}{
+		{"host.key", 0o600, "host-private-key-material"},
+		{"group.conf", 0o640, "group-private-setting"},
+		{"public.txt", 0o644, "public"},
+		{"lock", 0o600, ""},
+		{"closed/inside", 0o644, "under-a-closed-directory"},
+	}
+	for _, f := range files {
+		path := filepath.Join(dir, f.name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(path, []byte(f.content), f.mode); err != nil {
+			return "", err
+		}
+	}
+	if err := os.Chmod(filepath.Join(dir, "closed"), 0o700); err != nil {
+		return "", err
+	}
+	return dir, os.Chmod(dir, 0o755)
 }

@@ -38,6 +38,13 @@ func buildFilesystem(spec Spec) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("making mounts private: %w", err)
 	}
+	// The search for the host's private files runs while the mounts are
+	// made; it reads the host's own trees, not the overlays.
+	var private chan []privateEntry
+	if identityMapped() {
+		private = make(chan []privateEntry, 1)
+		go func() { private <- findPrivate() }()
+	}
 	root := filepath.Join(spec.Dir, "root")
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return err
@@ -67,7 +74,14 @@ func buildFilesystem(spec Spec) error {
 		}
 	}
 
-	// The home, then the workspaces, which may lie inside it.
+	if private != nil {
+		if err := coverPrivate(spec, root, <-private); err != nil {
+			return err
+		}
+	}
+
+	// The home, then the workspaces, which may lie inside it or inside a
+	// covered directory.
 	home := filepath.Join(spec.Dir, "home")
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return err
