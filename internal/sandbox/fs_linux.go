@@ -33,17 +33,13 @@ var privateTops = map[string]bool{
 // makes it the root: the host's top-level directories under a
 // copy-on-write layer, fresh /proc, /dev, /tmp and /run, the sandbox's
 // own home, the workspaces, and the CA bundle over the system's.
-func buildFilesystem(spec Spec) error {
+//
+// private, when not nil, delivers the host's private files to cover (see
+// searchPrivate).
+func buildFilesystem(spec Spec, private <-chan []privateEntry) error {
 	// Nothing mounted here may propagate back to the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("making mounts private: %w", err)
-	}
-	// The search for the host's private files runs while the mounts are
-	// made; it reads the host's own trees, not the overlays.
-	var private chan []privateEntry
-	if identityMapped() {
-		private = make(chan []privateEntry, 1)
-		go func() { private <- findPrivate() }()
 	}
 	root := filepath.Join(spec.Dir, "root")
 	if err := os.MkdirAll(root, 0o700); err != nil {

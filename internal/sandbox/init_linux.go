@@ -112,6 +112,7 @@ type inside struct {
 // setUp builds the sandbox from inside its new namespaces: the control
 // socket on the host, the filesystem, loopback, host name and forwarder.
 func setUp(spec Spec) (*inside, error) {
+	private := searchPrivate()
 	runtimeDir, err := os.OpenFile(spec.RuntimeDir, unix.O_PATH|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("opening the runtime directory: %w", err)
@@ -142,7 +143,7 @@ func setUp(spec Spec) (*inside, error) {
 		return nil, fmt.Errorf("opening low ports to programs: %w", err)
 	}
 
-	if err := buildFilesystem(spec); err != nil {
+	if err := buildFilesystem(spec, private); err != nil {
 		return nil, err
 	}
 	if err := loopbackUp(); err != nil {

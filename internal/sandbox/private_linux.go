@@ -1,12 +1,13 @@
 package sandbox
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -43,6 +44,19 @@ type privateEntry struct {
 	mode     os.FileMode
 }
 
+// searchPrivate starts the search for the host's private files when
+// cordon runs as root, and returns where its result will be delivered, or
+// nil. It runs while init makes its mounts, and reads the host's own
+// trees, not the overlays.
+func searchPrivate() <-chan []privateEntry {
+	if !identityMapped() {
+		return nil
+	}
+	found := make(chan []privateEntry, 1)
+	go func() { found <- findPrivate() }()
+	return found
+}
+
 // identityMapped reports whether this process's user namespace maps every
 // ID to itself, which is how cordon runs as root.
 func identityMapped() bool {
@@ -54,59 +68,22 @@ func identityMapped() bool {
 	return len(fields) == 3 && fields[0] == "0" && fields[1] == "0" && fields[2] == "4294967295"
 }
 
-// findPrivate searches the host's system trees, a few directories at a
-// time, for private entries. It stays on each tree's filesystem: what is
-// mounted below one is not part of the overlay that shows it.
+// findPrivate searches the host's system trees for private entries. It
+// stays on each tree's filesystem: what is mounted below one is not part
+// of the overlay that shows it. It reads directories with bare system
+// calls, each entry examined relative to its open directory, because it
+// runs on every sandbox start.
 func findPrivate() []privateEntry {
-	var (
-		mu    sync.Mutex
-		found []privateEntry
-		wg    sync.WaitGroup
-		slots = make(chan struct{}, 4)
-	)
+	var found []privateEntry
 	note := func(path string, st *unix.Stat_t) {
-		mu.Lock()
 		found = append(found, privateEntry{path: path, dir: st.Mode&unix.S_IFMT == unix.S_IFDIR,
 			uid: int(st.Uid), gid: int(st.Gid), mode: os.FileMode(st.Mode & 0o7777)})
-		mu.Unlock()
 	}
-	var search func(dir string, dev uint64)
-	search = func(dir string, dev uint64) {
-		defer wg.Done()
-		slots <- struct{}{}
-		var below []string
-		if f, err := os.Open(dir); err == nil {
-			entries, _ := f.ReadDir(-1)
-			fd := int(f.Fd())
-			for _, e := range entries {
-				t := e.Type()
-				if !t.IsDir() && !t.IsRegular() {
-					continue // links, devices, sockets: nothing to read
-				}
-				// Relative to the open directory: no path to resolve.
-				var st unix.Stat_t
-				if unix.Fstatat(fd, e.Name(), &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Dev != dev {
-					continue
-				}
-				path := dir + "/" + e.Name()
-				isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
-				switch perm := st.Mode & 0o777; {
-				case isDir && perm&0o005 != 0o005:
-					note(path, &st)
-				case isDir && !publicByDesign[path]:
-					below = append(below, path)
-				case !isDir && perm&0o004 == 0 && st.Size > 0:
-					note(path, &st)
-				}
-			}
-			f.Close()
-		}
-		<-slots
-		for _, d := range below {
-			wg.Add(1)
-			go search(d, dev)
-		}
+	type dir struct {
+		path string
+		dev  uint64
 	}
+	var pending []dir
 	for _, top := range privateTrees {
 		path := "/" + top
 		var st unix.Stat_t
@@ -117,10 +94,47 @@ func findPrivate() []privateEntry {
 			note(path, &st)
 			continue
 		}
-		wg.Add(1)
-		go search(path, st.Dev)
+		pending = append(pending, dir{path, st.Dev})
 	}
-	wg.Wait()
+
+	buf := make([]byte, 32<<10)
+	var entries []dirent
+	for len(pending) > 0 {
+		d := pending[len(pending)-1]
+		pending = pending[:len(pending)-1]
+		fd, err := unix.Open(d.path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue
+		}
+		entries = entries[:0]
+		for {
+			n, err := unix.ReadDirent(fd, buf)
+			if err != nil || n <= 0 {
+				break
+			}
+			entries = appendDirents(entries, buf[:n])
+		}
+		for _, e := range entries {
+			// Links, devices and sockets hold nothing to read.
+			if e.kind != unix.DT_DIR && e.kind != unix.DT_REG && e.kind != unix.DT_UNKNOWN {
+				continue
+			}
+			var st unix.Stat_t
+			if unix.Fstatat(fd, e.name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Dev != d.dev {
+				continue
+			}
+			path := d.path + "/" + e.name
+			switch kind, perm := st.Mode&unix.S_IFMT, st.Mode&0o777; {
+			case kind == unix.S_IFDIR && perm&0o005 != 0o005:
+				note(path, &st)
+			case kind == unix.S_IFDIR && !publicByDesign[path]:
+				pending = append(pending, dir{path, d.dev})
+			case kind == unix.S_IFREG && perm&0o004 == 0 && st.Size > 0:
+				note(path, &st)
+			}
+		}
+		unix.Close(fd)
+	}
 	return found
 }
 
@@ -153,4 +167,31 @@ func coverPrivate(spec Spec, root string, entries []privateEntry) error {
 		}
 	}
 	return nil
+}
+
+// dirent is a directory entry as getdents64 returns it: a name and the
+// type the filesystem records, which spares a stat of links.
+type dirent struct {
+	name string
+	kind uint8
+}
+
+// appendDirents parses linux_dirent64 records: inode (8 bytes), offset
+// (8), record length (2), type (1), then the NUL-terminated name.
+func appendDirents(out []dirent, buf []byte) []dirent {
+	for len(buf) >= 19 {
+		reclen := int(binary.NativeEndian.Uint16(buf[16:18]))
+		if reclen < 19 || reclen > len(buf) {
+			break
+		}
+		kind, name := buf[18], buf[19:reclen]
+		if i := bytes.IndexByte(name, 0); i >= 0 {
+			name = name[:i]
+		}
+		if binary.NativeEndian.Uint64(buf[0:8]) != 0 && string(name) != "." && string(name) != ".." {
+			out = append(out, dirent{name: string(name), kind: kind})
+		}
+		buf = buf[reclen:]
+	}
+	return out
 }
