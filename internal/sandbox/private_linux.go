@@ -188,7 +188,11 @@ func appendDirents(out []dirent, buf []byte) []dirent {
 		if i := bytes.IndexByte(name, 0); i >= 0 {
 			name = name[:i]
 		}
-		if binary.NativeEndian.Uint64(buf[0:8]) != 0 && string(name) != "." && string(name) != ".." {
+		// An inode of 0 is a deleted entry; a name no directory can hold
+		// (empty, or with a slash) is skipped rather than trusted.
+		valid := len(name) > 0 && bytes.IndexByte(name, '/') < 0 &&
+			string(name) != "." && string(name) != ".."
+		if binary.NativeEndian.Uint64(buf[0:8]) != 0 && valid {
 			out = append(out, dirent{name: string(name), kind: kind})
 		}
 		buf = buf[reclen:]

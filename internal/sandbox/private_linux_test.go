@@ -1,9 +1,11 @@
 package sandbox
 
 import (
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,4 +65,30 @@ func TestFindPrivate(t *testing.T) {
 	if !slices.Equal(mine, want) {
 		t.Errorf("private entries under %s: %q, want %q", base, mine, want)
 	}
+}
+
+// FuzzAppendDirents feeds getdents64 buffers, well-formed and not, to the
+// parser: it must not panic, and every name it returns must be one a
+// directory can hold.
+func FuzzAppendDirents(f *testing.F) {
+	record := func(ino uint64, kind uint8, name string) []byte {
+		reclen := (19 + len(name) + 1 + 7) &^ 7
+		b := make([]byte, reclen)
+		binary.NativeEndian.PutUint64(b[0:8], ino)
+		binary.NativeEndian.PutUint16(b[16:18], uint16(reclen))
+		b[18] = kind
+		copy(b[19:], name)
+		return b
+	}
+	f.Add(slices.Concat(record(1, unix.DT_DIR, "."), record(2, unix.DT_DIR, ".."),
+		record(3, unix.DT_REG, "shadow"), record(0, unix.DT_REG, "deleted"), record(4, unix.DT_LNK, "link")))
+	f.Add(record(5, unix.DT_UNKNOWN, "a-rather-long-name-for-a-file.conf"))
+	f.Add([]byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, buf []byte) {
+		for _, e := range appendDirents(nil, buf) {
+			if e.name == "" || e.name == "." || e.name == ".." || strings.ContainsAny(e.name, "/\x00") {
+				t.Fatalf("name %q", e.name)
+			}
+		}
+	})
 }
