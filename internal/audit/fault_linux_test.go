@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -10,51 +9,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cordon-dev/cordon/internal/testfs"
 )
-
-// mountTmpfs mounts a small tmpfs for the test, or skips it when the test
-// cannot mount (not root, or no mount namespace privileges).
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmounting %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
-// fill writes a file until the filesystem is full.
-func fill(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 4096)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			return
-		}
-	}
-}
 
 // A full disk: events are dropped and counted, the logger hears once, what
 // was stored stays readable, and writing resumes once there is room.
 func TestDiskFull(t *testing.T) {
 	setQuietPeriod(t, 50*time.Millisecond)
-	dir := mountTmpfs(t, "512k")
+	dir := testfs.MountTmpfs(t, "512k")
 	path := filepath.Join(dir, FileName)
 	h := &logs{}
 	l := openTest(t, path, Options{Logger: slog.New(h)})
@@ -64,7 +27,7 @@ func TestDiskFull(t *testing.T) {
 	flush(t, l)
 
 	filler := filepath.Join(dir, "filler")
-	fill(t, filler)
+	testfs.Fill(t, filler)
 	big := strings.Repeat("x", maxText)
 	start := time.Now()
 	for i := range 500 {
@@ -114,7 +77,7 @@ func TestDiskFull(t *testing.T) {
 // A log on a read-only filesystem cannot be opened for writing: Open fails
 // at once with the reason, and reading still works.
 func TestReadOnlyFilesystem(t *testing.T) {
-	dir := mountTmpfs(t, "1m")
+	dir := testfs.MountTmpfs(t, "1m")
 	path := filepath.Join(dir, FileName)
 	l := openTest(t, path, Options{})
 	l.Record(sample(1))

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/cordon-dev/cordon/internal/state"
@@ -182,7 +181,7 @@ type Store struct {
 
 	mu      sync.Mutex
 	current *Policy
-	stamp   fileStamp
+	stamp   state.Stamp
 	poll    state.Poll // skips the stat while no cordon process wrote
 }
 
@@ -195,15 +194,12 @@ func OpenStore(configDir string) *Store {
 func (s *Store) Path() string { return s.path }
 
 // Load returns the current policy, re-reading the file when it changed
-// since the last call (one stat otherwise). Without a file it returns the
+// since the last call. When nothing changed it costs a memory load:
+// cordon's writers bump a shared counter (see state.Changes), so a rule
+// added by "cordon policy allow" applies to the very next connection, and
+// a stat once a second catches hand edits. Without a file it returns the
 // default: DefaultPreset and no rules, with Chosen false. A file that
 // cannot be read or parsed is an error, never an empty policy.
-//
-// Load stats on every call rather than at most every so often: a stat
-// costs about a microsecond, against the milliseconds of a new upstream
-// connection, and a rule added by "cordon policy allow" then applies to
-// the very next connection, which is what a user retrying a refused
-// request expects.
 func (s *Store) Load() (*Policy, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -212,16 +208,16 @@ func (s *Store) Load() (*Policy, error) {
 	if s.current != nil && !due {
 		return s.current, nil
 	}
-	stamp, err := statFile(s.path)
+	stamp, err := state.StampOf(s.path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading the policy: %w", err)
 	}
 	if s.current != nil && stamp == s.stamp {
 		s.poll.Seen(gen, now)
 		return s.current, nil
 	}
 	p := defaultPolicy
-	if stamp.exists {
+	if stamp.Exists {
 		data, err := os.ReadFile(s.path)
 		if errors.Is(err, fs.ErrNotExist) {
 			// Removed between the stat and the read; the next call sees it.
@@ -442,30 +438,6 @@ func noRuleForHost(p *Policy, sandbox, host string) error {
 			ErrNoRule, host, p.Preset)
 	}
 	return fmt.Errorf("%w for %s among the %s rules", ErrNoRule, host, scope)
-}
-
-// fileStamp identifies one version of a file; a rename over it changes the
-// inode, so a rewrite within the clock's resolution is still seen.
-type fileStamp struct {
-	exists bool
-	ino    uint64
-	size   int64
-	mtime  time.Time
-}
-
-func statFile(path string) (fileStamp, error) {
-	info, err := os.Stat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fileStamp{}, nil
-	}
-	if err != nil {
-		return fileStamp{}, fmt.Errorf("reading the policy: %w", err)
-	}
-	stamp := fileStamp{exists: true, size: info.Size(), mtime: info.ModTime()}
-	if st, ok := info.Sys().(*syscall.Stat_t); ok {
-		stamp.ino = st.Ino
-	}
-	return stamp, nil
 }
 
 // RemoveSandbox removes every rule scoped to one sandbox, for "cordon rm".

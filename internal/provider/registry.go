@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/cordon-dev/cordon/internal/hostname"
@@ -181,7 +180,7 @@ type Registry struct {
 
 	mu      sync.Mutex
 	current *Set
-	stamp   fileStamp
+	stamp   state.Stamp
 	poll    state.Poll // skips the stat while no cordon process wrote
 }
 
@@ -210,9 +209,9 @@ func (r *Registry) Set() (*Set, error) {
 	if r.current != nil && !due {
 		return r.current, nil
 	}
-	stamp, err := statFile(r.path)
+	stamp, err := state.StampOf(r.path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading providers: %w", err)
 	}
 	if r.current != nil && stamp == r.stamp {
 		r.poll.Seen(gen, now)
@@ -395,30 +394,6 @@ func (s *Set) Match(scheme, host string, port int, path string) Match {
 
 // HasHost reports whether any provider has an endpoint on host.
 func (s *Set) HasHost(host string) bool { return len(s.hosts[host]) > 0 }
-
-// fileStamp identifies one version of a file; a rename-over changes the
-// inode, so a rewrite within the clock's resolution is still seen.
-type fileStamp struct {
-	exists bool
-	ino    uint64
-	size   int64
-	mtime  time.Time
-}
-
-func statFile(path string) (fileStamp, error) {
-	info, err := os.Stat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fileStamp{}, nil
-	}
-	if err != nil {
-		return fileStamp{}, fmt.Errorf("reading providers: %w", err)
-	}
-	stamp := fileStamp{exists: true, size: info.Size(), mtime: info.ModTime()}
-	if st, ok := info.Sys().(*syscall.Stat_t); ok {
-		stamp.ino = st.Ino
-	}
-	return stamp, nil
-}
 
 // AddressFor returns the address a provider registered for host:port with
 // --resolve, to be dialed instead of resolving the name.

@@ -41,22 +41,12 @@ func TestIdleConnectionCost(t *testing.T) {
 	roots.AddCert(w.ca.Certificate())
 	sessions := tls.NewLRUClientSessionCache(16)
 	open := func() net.Conn {
-		raw, err := net.Dial("tcp", w.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
+		raw := w.tunnel(authority)
 		raw.SetDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprintf(raw, "CONNECT %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: Basic %s\r\n\r\n",
-			authority, authority, basicAuth("cordon", w.token))
-		br := bufio.NewReaderSize(raw, 256)
-		res, err := http.ReadResponse(br, nil)
-		if err != nil || res.StatusCode != http.StatusOK {
-			t.Fatalf("CONNECT: %v %v", res, err)
-		}
 		conn := tls.Client(raw, &tls.Config{ServerName: "idle.test", RootCAs: roots,
 			NextProtos: []string{"http/1.1"}, ClientSessionCache: sessions})
 		fmt.Fprintf(conn, "GET /v1/models HTTP/1.1\r\nHost: %s\r\n\r\n", authority)
-		res, err = http.ReadResponse(bufio.NewReaderSize(conn, 256), nil)
+		res, err := http.ReadResponse(bufio.NewReaderSize(conn, 256), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,9 +19,9 @@ const ChangesFile = ".changes"
 // after each write, so a reader that polls a store on every request (the
 // proxy) learns of a change made by another process from one memory load
 // instead of a stat. Hand edits do not bump it; readers still stat now and
-// then (see Stale) to catch those.
+// then (see Poll) to catch those.
 //
-// A nil *Changes never reports a change, and Stale then always says a
+// A nil *Changes never reports a change, and Poll then always says a
 // stat is due: readers fall back to stat on every call.
 type Changes struct {
 	counter *uint64
