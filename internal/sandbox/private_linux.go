@@ -3,7 +3,9 @@ package sandbox
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -141,32 +143,44 @@ func findPrivate() []privateEntry {
 // coverPrivate covers each private entry inside root. A directory gets an
 // empty one from the sandbox's own directory, with the same owner and
 // mode, so that what is written there (a package manager's partial
-// downloads) stays in the sandbox; a file gets /dev/null.
+// downloads) stays in the sandbox; a file gets /dev/null. An entry that
+// has gone since the search (a temporary file, a rotated log) needs no
+// cover.
 func coverPrivate(spec Spec, root string, entries []privateEntry) error {
 	store := filepath.Join(spec.Dir, "private")
 	for _, p := range entries {
 		target := filepath.Join(root, p.path)
-		if !p.dir {
-			if err := unix.Mount("/dev/null", target, "", unix.MS_BIND, ""); err != nil {
-				return fmt.Errorf("covering %s: %w", p.path, err)
-			}
+		if _, err := os.Lstat(target); errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
-		src := filepath.Join(store, url.PathEscape(p.path))
-		if err := os.MkdirAll(src, 0o700); err != nil {
-			return err
+		source := "/dev/null"
+		if p.dir {
+			source = filepath.Join(store, url.PathEscape(p.path))
+			if err := emptyDirLike(source, p); err != nil {
+				return err
+			}
 		}
-		if err := os.Chown(src, p.uid, p.gid); err != nil {
-			return err
+		err := unix.Mount(source, target, "", unix.MS_BIND, "")
+		if errors.Is(err, unix.ENOENT) {
+			continue
 		}
-		if err := os.Chmod(src, p.mode); err != nil {
-			return err
-		}
-		if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
+		if err != nil {
 			return fmt.Errorf("covering %s: %w", p.path, err)
 		}
 	}
 	return nil
+}
+
+// emptyDirLike makes dir, if it is not there, with the owner and mode of
+// the private directory it stands in for.
+func emptyDirLike(dir string, p privateEntry) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chown(dir, p.uid, p.gid); err != nil {
+		return err
+	}
+	return os.Chmod(dir, p.mode)
 }
 
 // dirent is a directory entry as getdents64 returns it: a name and the

@@ -92,3 +92,18 @@ func FuzzAppendDirents(f *testing.F) {
 		}
 	})
 }
+
+// TestCoverPrivateSkipsWhatHasGone: the host keeps changing between the
+// search and the covers (temporary files, rotated logs); an entry that has
+// gone needs no cover, and must not stop the sandbox from starting.
+func TestCoverPrivateSkipsWhatHasGone(t *testing.T) {
+	spec := Spec{Dir: t.TempDir()}
+	root := t.TempDir()
+	gone := []privateEntry{
+		{path: "/var/tmp/cordon-gone-directory", dir: true, uid: os.Getuid(), gid: os.Getgid(), mode: 0o700},
+		{path: "/var/tmp/cordon-gone-file", mode: 0o600},
+	}
+	if err := coverPrivate(spec, root, gone); err != nil {
+		t.Fatal(err)
+	}
+}
