@@ -139,7 +139,7 @@ type Proxy struct {
 	reverse   *httputil.ReverseProxy
 	h2        *http2.Server
 	h2base    *http.Server
-	inner     *innerServer // HTTP/1.1 inside every tunnel
+	h1        *tunnelServer // HTTP/1.1 inside every tunnel
 	serverLog *log.Logger
 
 	mu        sync.Mutex
@@ -214,7 +214,7 @@ func New(cfg Config) (*Proxy, error) {
 	if err := http2.ConfigureServer(p.h2base, p.h2); err != nil {
 		return nil, err
 	}
-	p.inner = p.newInnerServer()
+	p.h1 = newTunnelServer(p)
 	return p, nil
 }
 
@@ -288,15 +288,12 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.mu.Unlock()
 
 	// Closing the front servers stops new CONNECTs; HTTP/2 tunnels get
-	// GOAWAY; idle HTTP/1.1 tunnels are closed by the shared server.
+	// GOAWAY; idle HTTP/1.1 tunnels are closed, busy ones after their response.
 	var wg sync.WaitGroup
 	for _, s := range servers {
 		wg.Go(func() { s.Shutdown(ctx) })
 	}
-	// The shared server's listener is closed here as well, in case its
-	// Serve has not started yet and so would never close it.
-	p.inner.Close()
-	wg.Go(func() { p.inner.srv.Shutdown(ctx) })
+	p.h1.shutdown()
 	p.h2base.Shutdown(ctx)
 
 	done := make(chan struct{})
@@ -319,7 +316,6 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		for _, s := range servers {
 			s.Close()
 		}
-		p.inner.srv.Close()
 		p.upstream.closeIdle()
 		return ctx.Err()
 	}

@@ -105,7 +105,7 @@ func (p *Proxy) intercept(conn net.Conn, id Identity, t target, verdict Verdict)
 		t.scheme = "http"
 		conn.SetReadDeadline(time.Time{})
 		fw := &forwarder{p: p, id: id, target: t, verdict: verdict, tunnel: true}
-		owned = !p.inner.hand(&innerConn{Conn: tc, raw: conn, p: p, fw: fw})
+		owned = !p.h1.serve(tc, conn, fw)
 		return
 	}
 
@@ -124,7 +124,7 @@ func (p *Proxy) intercept(conn net.Conn, id Identity, t target, verdict Verdict)
 		p.h2.ServeConn(tlsConn, &http2.ServeConnOpts{BaseConfig: p.h2base, Handler: fw})
 		return
 	}
-	owned = !p.inner.hand(&innerConn{Conn: tlsConn, raw: conn, p: p, fw: fw})
+	owned = !p.h1.serve(tlsConn, conn, fw)
 }
 
 // handshakeFailed records a tunnel whose client TLS handshake failed. A
@@ -142,96 +142,6 @@ func (p *Proxy) handshakeFailed(id Identity, t target, start time.Time, err erro
 	}
 	p.record(&ev)
 }
-
-// The HTTP/1.1 connections inside every tunnel are served by one shared
-// http.Server, fed through a listener that intercept hands them to. An
-// idle connection then costs its TLS state, its server connection and one
-// goroutine, and no server or goroutine of its own besides.
-
-// innerConn is a tunnel's connection as the shared HTTP/1.1 server sees
-// it, carrying the forwarder its requests go to.
-type innerConn struct {
-	net.Conn          // the TLS connection, or the tunnel itself for plain HTTP
-	raw      net.Conn // the hijacked CONNECT connection underneath
-	p        *Proxy
-	fw       *forwarder
-	once     sync.Once
-}
-
-// Close closes the tunnel and lets Shutdown know it has ended.
-func (c *innerConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(func() {
-		c.raw.Close()
-		c.p.untrackTunnel(c.raw)
-	})
-	return err
-}
-
-type forwarderKey struct{}
-
-// newInnerServer builds the shared HTTP/1.1 server and starts it.
-func (p *Proxy) newInnerServer() *innerServer {
-	s := &innerServer{
-		conns: make(chan net.Conn),
-		done:  make(chan struct{}),
-	}
-	s.srv = &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			r.Context().Value(forwarderKey{}).(*forwarder).ServeHTTP(w, r)
-		}),
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, forwarderKey{}, c.(*innerConn).fw)
-		},
-		ReadHeaderTimeout: p.cfg.ReadHeaderTimeout,
-		IdleTimeout:       p.cfg.IdleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          p.serverLog,
-	}
-	go s.srv.Serve(s)
-	return s
-}
-
-// innerServer is the shared HTTP/1.1 server and the listener it accepts
-// handed-over connections from.
-type innerServer struct {
-	srv   *http.Server
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-// hand gives c to the server, and reports false when the server has shut
-// down and c is still the caller's to close.
-func (s *innerServer) hand(c *innerConn) bool {
-	select {
-	case s.conns <- c:
-		return true
-	case <-s.done:
-		return false
-	}
-}
-
-func (s *innerServer) Accept() (net.Conn, error) {
-	select {
-	case c := <-s.conns:
-		return c, nil
-	case <-s.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (s *innerServer) Close() error {
-	s.once.Do(func() { close(s.done) })
-	return nil
-}
-
-func (s *innerServer) Addr() net.Addr { return innerAddr{} }
-
-type innerAddr struct{}
-
-func (innerAddr) Network() string { return "tunnel" }
-func (innerAddr) String() string  { return "tunnel" }
 
 // bypass tunnels a connection to its target without looking inside: no
 // interception, no credential. The address checks still apply.
