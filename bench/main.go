@@ -41,12 +41,14 @@ const peerCommand = "goproxy-peer"
 type config struct {
 	short      bool
 	cordonPath string
-	build      bool
-	jsonPath   string
-	mitmdump   string
-	proxyArgs  []string // more arguments for "cordon proxy"
-	only       []string
-	verbose    bool
+	// baselinePath is a second cordon binary measured as "baseline".
+	baselinePath string
+	build        bool
+	jsonPath     string
+	mitmdump     string
+	proxyArgs    []string // more arguments for "cordon proxy"
+	only         []string
+	verbose      bool
 
 	rounds       int
 	workers      int
@@ -97,6 +99,8 @@ func parseFlags(args []string) (*config, error) {
 	}
 	fs.BoolVar(&cfg.short, "short", false, "a quick run: fewer rounds, shorter loads, 500 idle connections only")
 	fs.StringVar(&cfg.cordonPath, "cordon", "", "cordon binary (default bin/cordon or ../bin/cordon, built if missing)")
+	fs.StringVar(&cfg.baselinePath, "baseline", "",
+		"another cordon binary to measure in the same run, as the subject \"baseline\" (to compare a change)")
 	fs.BoolVar(&cfg.build, "build", false, "build cordon from this checkout first, even if the binary exists")
 	fs.StringVar(&cfg.jsonPath, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&cfg.mitmdump, "mitmdump", "mitmdump", "mitmproxy's mitmdump command")
@@ -252,7 +256,7 @@ func run(cfg *config) error {
 		if err := os.Mkdir(workspace, 0o700); err != nil {
 			return err
 		}
-		b.starts(ctx, filepath.Join(dir, "cordon-home"), workspace)
+		b.starts(ctx, filepath.Join(dir, cordon+"-home"), workspace)
 		progress(fmt.Sprintf("sandbox starts done in %.1fs", time.Since(t).Seconds()))
 	}
 	if ctx.Err() != nil {
@@ -283,9 +287,16 @@ func startSubjects(ctx context.Context, cfg *config, dir string, up *upstream,
 		subjects = append(subjects, &subject{name: direct, caPEM: up.ca.PEM})
 	}
 	if cfg.wanted(cordon) {
-		s, err := startCordon(ctx, cfg, dir, up, hosts)
+		s, err := startCordon(ctx, cfg, dir, up, hosts, cordon, cfg.cordonPath)
 		if err != nil {
 			return subjects, err
+		}
+		subjects = append(subjects, s)
+	}
+	if cfg.baselinePath != "" {
+		s, err := startCordon(ctx, cfg, dir, up, hosts, baseline, cfg.baselinePath)
+		if err != nil {
+			return subjects, fmt.Errorf("--baseline: %w", err)
 		}
 		subjects = append(subjects, s)
 	}

@@ -26,6 +26,7 @@ import (
 const (
 	direct    = "direct"
 	cordon    = "cordon"
+	baseline  = "baseline" // another cordon binary, with --baseline
 	goproxy   = "goproxy"
 	mitmproxy = "mitmproxy"
 )
@@ -150,12 +151,12 @@ func readLines(s *subject, stdout io.Reader, timeout time.Duration, want func(st
 // pinned to 127.0.0.1 with --resolve, since those names exist nowhere
 // else), stores the secret, and starts "cordon proxy" on a free port.
 func startCordon(ctx context.Context, cfg *config, dir string, up *upstream,
-	hosts []string) (*subject, error) {
-	s := &subject{name: cordon}
-	home := filepath.Join(dir, "cordon-home")
+	hosts []string, name, path string) (*subject, error) {
+	s := &subject{name: name}
+	home := filepath.Join(dir, name+"-home")
 	env := append(os.Environ(), "CORDON_HOME="+home)
 	cli := func(stdin string, args ...string) error {
-		cmd := exec.CommandContext(ctx, cfg.cordonPath, args...)
+		cmd := exec.CommandContext(ctx, path, args...)
 		cmd.Env = env
 		cmd.Stdin = strings.NewReader(stdin)
 		out, err := cmd.CombinedOutput()
@@ -165,7 +166,7 @@ func startCordon(ctx context.Context, cfg *config, dir string, up *upstream,
 		return nil
 	}
 
-	if out, err := exec.CommandContext(ctx, cfg.cordonPath, "version").Output(); err == nil {
+	if out, err := exec.CommandContext(ctx, path, "version").Output(); err == nil {
 		s.version = strings.TrimSpace(string(out))
 	}
 	all := append([]string{apiHost}, hosts...)
@@ -183,7 +184,7 @@ func startCordon(ctx context.Context, cfg *config, dir string, up *upstream,
 
 	args := append([]string{"proxy", "--listen", "127.0.0.1:0", "--log-level", "info", "--grace", "2s"},
 		cfg.proxyArgs...)
-	cmd := exec.Command(cfg.cordonPath, args...)
+	cmd := exec.Command(path, args...)
 	cmd.Env = env
 	stdout, err := startProcess(s, cmd)
 	if err != nil {
