@@ -408,7 +408,7 @@ func holdIdle(ctx context.Context, c *client, n, concurrency int, limit time.Dur
 	warm, _ := openMany(ctx, c, sessions, concurrency, concurrency, limit)
 	closeAll(warm)
 	settle(pid, 3*time.Second)
-	res.before = readProcStats(pid)
+	res.before = readProcStats(pid, c.up.port)
 
 	start := time.Now()
 	conns, err := openMany(ctx, c, sessions, n, concurrency, limit)
@@ -416,11 +416,11 @@ func holdIdle(ctx context.Context, c *client, n, concurrency int, limit time.Dur
 	res.opened = len(conns)
 	res.err = err
 	time.Sleep(500 * time.Millisecond)
-	res.held = readProcStats(pid)
+	res.held = readProcStats(pid, c.up.port)
 
 	closeAll(conns)
 	settle(pid, 10*time.Second)
-	res.after = readProcStats(pid)
+	res.after = readProcStats(pid, c.up.port)
 	return res
 }
 

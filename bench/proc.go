@@ -64,9 +64,12 @@ type procStats struct {
 	rssKiB  int64
 	threads int
 	fds     int
+	// upstream counts the descriptors that are connections to the
+	// upstream: a proxy's pool of connections kept for reuse.
+	upstream int
 }
 
-func readProcStats(pid int) procStats {
+func readProcStats(pid, upstreamPort int) procStats {
 	var st procStats
 	if pid == 0 {
 		return st
@@ -94,7 +97,47 @@ func readProcStats(pid int) procStats {
 		}
 	}
 	st.fds = countFDs(pid)
+	st.upstream = countConnsTo(pid, upstreamPort)
 	return st
+}
+
+// countConnsTo counts the process's TCP sockets whose remote port is port,
+// matching its socket descriptors with the kernel's connection tables.
+func countConnsTo(pid, port int) int {
+	if pid == 0 || port == 0 {
+		return 0
+	}
+	dir := "/proc/" + strconv.Itoa(pid)
+	entries, err := os.ReadDir(dir + "/fd")
+	if err != nil {
+		return 0
+	}
+	inodes := map[string]bool{}
+	for _, e := range entries {
+		link, err := os.Readlink(dir + "/fd/" + e.Name())
+		if inode, ok := strings.CutPrefix(link, "socket:["); err == nil && ok {
+			inodes[strings.TrimSuffix(inode, "]")] = true
+		}
+	}
+	n := 0
+	for _, table := range []string{"/net/tcp", "/net/tcp6"} {
+		data, err := os.ReadFile(dir + table)
+		if err != nil {
+			continue
+		}
+		for line := range strings.Lines(string(data)) {
+			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+			f := strings.Fields(line)
+			if len(f) < 10 || !inodes[f[9]] {
+				continue
+			}
+			_, hexPort, ok := strings.Cut(f[2], ":")
+			if p, err := strconv.ParseUint(hexPort, 16, 16); ok && err == nil && int(p) == port {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 func countFDs(pid int) int {

@@ -85,6 +85,8 @@ func metricList(cfg *config) []metric {
 				label: fmt.Sprintf("proxy RSS per idle connection, %s held", thousands(float64(n)))},
 			metric{id: "idle_fds" + key, label: "  descriptors left after they closed", unit: "count",
 				noRatio: true, target: "0", check: atMost(0)},
+			metric{id: "idle_pool" + key, label: "  upstream connections pooled, after", unit: "count",
+				noRatio: true},
 			metric{id: "idle_threads" + key, label: "  threads after they closed, vs before",
 				unit: "count", noRatio: true},
 		)
@@ -208,6 +210,7 @@ type idleJSON struct {
 	FDsBefore     int     `json:"fds_before"`
 	FDsHeld       int     `json:"fds_held"`
 	FDsAfter      int     `json:"fds_after"`
+	UpstreamAfter int     `json:"upstream_conns_after"`
 	ThreadsBefore int     `json:"threads_before"`
 	ThreadsHeld   int     `json:"threads_held"`
 	ThreadsAfter  int     `json:"threads_after"`
@@ -218,7 +221,7 @@ func (r *report) idle(subject string, x *idleResult) {
 	j := idleJSON{
 		Subject: subject, Connections: x.want, Opened: x.opened, OpenSeconds: x.openTime.Seconds(),
 		RSSBeforeKiB: x.before.rssKiB, RSSHeldKiB: x.held.rssKiB, RSSAfterKiB: x.after.rssKiB,
-		FDsBefore: x.before.fds, FDsHeld: x.held.fds, FDsAfter: x.after.fds,
+		FDsBefore: x.before.fds, FDsHeld: x.held.fds, FDsAfter: x.after.fds, UpstreamAfter: x.after.upstream,
 		ThreadsBefore: x.before.threads, ThreadsHeld: x.held.threads, ThreadsAfter: x.after.threads,
 	}
 	if x.err != nil {

@@ -243,7 +243,11 @@ func (b *bench) idle(ctx context.Context, round int) {
 			}
 			key := "_" + strconv.Itoa(n)
 			b.rep.add("idle_rss"+key, c.s.name, r.rssPerConn())
-			b.rep.add("idle_fds"+key, c.s.name, float64(r.after.fds-r.before.fds))
+			// Connections to the upstream kept for reuse are counted on
+			// their own: a pool is bounded, and not something left behind.
+			b.rep.add("idle_fds"+key, c.s.name,
+				float64((r.after.fds-r.after.upstream)-(r.before.fds-r.before.upstream)))
+			b.rep.add("idle_pool"+key, c.s.name, float64(r.after.upstream))
 			b.rep.add("idle_threads"+key, c.s.name, float64(r.after.threads-r.before.threads))
 			if r.opened < n {
 				b.rep.note("idle_rss"+key, c.s.name, fmt.Sprintf("held only %s of %s, then: %v",
