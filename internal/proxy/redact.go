@@ -67,6 +67,11 @@ type redactor struct {
 }
 
 func (r *redactor) Read(p []byte) (int, error) {
+	if len(r.held) == 0 && r.err == nil && len(p) >= 2*r.longest {
+		if n, err := r.readDirect(p); n > 0 || err != nil {
+			return n, err
+		}
+	}
 	for r.ready == 0 {
 		if r.err != nil {
 			if len(r.held) > 0 { // the stream ended: nothing more can match
@@ -82,13 +87,9 @@ func (r *redactor) Read(p []byte) (int, error) {
 		}
 		n, err := r.body.Read(r.held[len(r.held):cap(r.held)])
 		r.held = r.held[:len(r.held)+n]
-		if err != nil {
-			r.err = err
-			// The transport fills in the trailers as the body ends, and
-			// the reverse proxy copies them only after this read.
-			maskHeader(r.trailer, r.forms)
-		}
-		r.scan()
+		r.noteErr(err)
+		r.mask(r.held)
+		r.ready = len(r.held) - r.tail(r.held)
 	}
 	n := copy(p, r.held[:r.ready])
 	r.held = r.held[n:]
@@ -96,33 +97,65 @@ func (r *redactor) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// scan masks complete occurrences in held and marks as ready everything
-// but the longest tail that is a prefix of a needle.
-func (r *redactor) scan() {
+// readDirect reads into p itself when nothing is held back, which spares
+// copying every byte once more: the common case. A tail that could begin
+// a needle is moved to held. It returns 0 and no error when it has
+// nothing to return yet.
+func (r *redactor) readDirect(p []byte) (int, error) {
+	n, err := r.body.Read(p)
+	r.noteErr(err)
+	r.mask(p[:n])
+	if keep := r.tail(p[:n]); keep > 0 {
+		r.held = append(r.buf[:0], p[n-keep:n]...)
+		n -= keep
+	}
+	if n == 0 && len(r.held) == 0 && r.err != nil {
+		return 0, r.err
+	}
+	return n, nil
+}
+
+// noteErr keeps the error that ended the body. The transport fills in the
+// trailers as the body ends, and the reverse proxy copies them only after
+// this read, so they are masked now.
+func (r *redactor) noteErr(err error) {
+	if err != nil {
+		r.err = err
+		maskHeader(r.trailer, r.forms)
+	}
+}
+
+// mask replaces every complete occurrence of a needle in b.
+func (r *redactor) mask(b []byte) {
 	for _, needle := range r.needles {
 		for i := 0; ; {
-			j := bytes.Index(r.held[i:], needle)
+			j := bytes.Index(b[i:], needle)
 			if j < 0 {
 				break
 			}
 			for k := range len(needle) {
-				r.held[i+j+k] = '*'
+				b[i+j+k] = '*'
 			}
 			i += j + len(needle)
 		}
 	}
-	keep := 0
-	if r.err == nil {
-		for k := min(r.longest-1, len(r.held)); k > keep; k-- {
-			for _, needle := range r.needles {
-				if k < len(needle) && bytes.HasSuffix(r.held, needle[:k]) {
-					keep = k
-					break
-				}
+}
+
+// tail is the length of the longest end of b that is the start of a
+// needle, to be held back until more of the stream shows whether it is
+// one; nothing is held once the stream has ended.
+func (r *redactor) tail(b []byte) int {
+	if r.err != nil {
+		return 0
+	}
+	for k := min(r.longest-1, len(b)); k > 0; k-- {
+		for _, needle := range r.needles {
+			if k < len(needle) && bytes.HasSuffix(b, needle[:k]) {
+				return k
 			}
 		}
 	}
-	r.ready = len(r.held) - keep
+	return 0
 }
 
 // Close closes the body and returns the buffer to the pool, unless a
