@@ -72,6 +72,7 @@ const (
 func (s *tunnelServer) serve(conn, raw net.Conn, fw *forwarder) bool {
 	c := &h1Conn{s: s, fw: fw, rwc: &innerConn{Conn: conn, raw: raw, p: s.p}}
 	c.cr.conn, c.cr.remain = conn, -1
+	c.addr = conn.RemoteAddr().String()
 	c.cr.cond.L = &c.cr.mu
 	if tc, ok := conn.(*tls.Conn); ok {
 		state := tc.ConnectionState()
@@ -124,6 +125,7 @@ type h1Conn struct {
 	s     *tunnelServer
 	fw    *forwarder
 	rwc   *innerConn
+	addr  string // the client's address, for Request.RemoteAddr
 	tls   *tls.ConnectionState
 	cr    connReader
 	br    *bufio.Reader
@@ -198,7 +200,7 @@ func (c *h1Conn) serveRequest(req *http.Request) (keep bool) {
 	ctx, cancel := context.WithCancel(c.s.ctx)
 	defer cancel()
 	req = req.WithContext(ctx)
-	req.RemoteAddr = c.rwc.RemoteAddr().String()
+	req.RemoteAddr = c.addr
 	req.TLS = c.tls
 	body := &h1Body{src: req.Body, cr: &c.cr}
 	if req.Body != http.NoBody {
