@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -115,6 +116,7 @@ func mountTops(spec Spec, root string) error {
 		return err
 	}
 	layer := filepath.Join(spec.Dir, "layer")
+	var overlays []overlay
 	for _, e := range entries {
 		name := e.Name()
 		target := filepath.Join(root, name)
@@ -155,14 +157,36 @@ func mountTops(spec Spec, root string) error {
 		if err := os.MkdirAll(work, 0o700); err != nil {
 			return err
 		}
-		opts := "lowerdir=" + escapeOverlay(lower) + ",upperdir=" + escapeOverlay(upper) +
-			",workdir=" + escapeOverlay(work)
-		if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
-			// Some filesystems cannot be an overlay's lower layer; read-only
-			// is the safe fallback.
-			if err := bindReadOnly(lower, target); err != nil {
-				return fmt.Errorf("mounting %s: %w", lower, err)
-			}
+		overlays = append(overlays, overlay{lower: lower, upper: upper, work: work, target: target})
+	}
+
+	// The overlays are mounted side by side: most of the time a mount
+	// takes goes to setting up its layers, which the kernel does before
+	// it takes the lock on the mount table. Their targets are distinct
+	// and none is inside another.
+	errs := make([]error, len(overlays))
+	var wg sync.WaitGroup
+	for i, o := range overlays {
+		wg.Go(func() { errs[i] = o.mount() })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// overlay is one of the host's top-level directories under the sandbox's
+// copy-on-write layer.
+type overlay struct {
+	lower, upper, work, target string
+}
+
+func (o overlay) mount() error {
+	opts := "lowerdir=" + escapeOverlay(o.lower) + ",upperdir=" + escapeOverlay(o.upper) +
+		",workdir=" + escapeOverlay(o.work)
+	if err := unix.Mount("overlay", o.target, "overlay", 0, opts); err != nil {
+		// Some filesystems cannot be an overlay's lower layer; read-only
+		// is the safe fallback.
+		if err := bindReadOnly(o.lower, o.target); err != nil {
+			return fmt.Errorf("mounting %s: %w", o.lower, err)
 		}
 	}
 	return nil
