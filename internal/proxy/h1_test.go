@@ -28,6 +28,10 @@ func TestHTTP1Exchanges(t *testing.T) {
 		case "/v1/unsized":
 			rw.(http.Flusher).Flush() // no Content-Length: chunked upstream
 			fmt.Fprintf(rw, "unsized %s", body)
+		case "/v1/hints":
+			rw.Header().Set("Link", "</style.css>; rel=preload")
+			rw.WriteHeader(http.StatusEarlyHints)
+			io.WriteString(rw, "hinted")
 		case "/v1/trailer":
 			rw.Header().Set("Trailer", "X-Sum")
 			io.WriteString(rw, "with trailer")
@@ -148,6 +152,23 @@ func TestHTTP1Exchanges(t *testing.T) {
 		res, body = read(t, br, "GET")
 		if body != "with trailer" || res.Trailer.Get("X-Sum") != "42" {
 			t.Errorf("trailer: %q %v", body, res.Trailer)
+		}
+	})
+
+	t.Run("informational responses", func(t *testing.T) {
+		// An HTTP/1.1 client is passed the 103 before the answer; an
+		// HTTP/1.0 client, which has no such thing, only the answer.
+		for _, proto := range []string{"HTTP/1.1", "HTTP/1.0"} {
+			c, br := open(t)
+			io.WriteString(c, "GET /v1/hints "+proto+"\r\n"+host+"\r\n")
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			hinted := strings.HasPrefix(line, "HTTP/1.1 103 ")
+			if hinted != (proto == "HTTP/1.1") {
+				t.Errorf("%s client: first line %q", proto, line)
+			}
 		}
 	})
 

@@ -70,6 +70,9 @@ func (w *h1Response) WriteHeader(code int) {
 // informational sends a 1xx response with the header as it stands. A 100
 // Continue goes out at most once, and only to a client that asked for it.
 func (w *h1Response) informational(code int) {
+	if !w.req.ProtoAtLeast(1, 1) {
+		return // HTTP/1.0 has no informational responses
+	}
 	if code == http.StatusContinue {
 		if !w.expectContinue || w.continueSent {
 			return
