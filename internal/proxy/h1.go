@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -323,22 +324,9 @@ func (c *h1Conn) refuse(status int, reason string) {
 func statusLine(code int) string {
 	text := http.StatusText(code)
 	if text == "" {
-		text = "status code " + itoa(code)
+		text = "status code " + strconv.Itoa(code)
 	}
-	return "HTTP/1.1 " + itoa(code) + " " + text
-}
-
-func itoa(n int) string {
-	var b [20]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			return string(b[i:])
-		}
-	}
+	return "HTTP/1.1 " + strconv.Itoa(code) + " " + text
 }
 
 // connReader is what the connection's bufio.Reader reads from. It bounds
