@@ -308,25 +308,30 @@ func (c *h1Conn) badRequest(err error, tooLarge bool) {
 
 // refuse answers status with a plain-text body and closes the connection.
 func (c *h1Conn) refuse(status int, reason string) {
-	text := statusLine(status)[len("HTTP/1.1 "):]
+	text := strconv.Itoa(status) + " " + statusText(status)
 	if reason != "" {
 		text += ": " + reason
 	}
 	w := c.writer()
 	w.WriteString(statusLine(status))
-	w.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n")
+	w.WriteString("Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n")
 	w.WriteString(text)
 	c.rwc.SetWriteDeadline(time.Now().Add(time.Second))
 	w.Flush()
 	c.releaseWriter()
 }
 
+// statusLine is a response's first line, line ending included.
 func statusLine(code int) string {
-	text := http.StatusText(code)
-	if text == "" {
-		text = "status code " + strconv.Itoa(code)
+	return "HTTP/1.1 " + strconv.Itoa(code) + " " + statusText(code) + "\r\n"
+}
+
+// statusText is the reason phrase for code, or words that stand in for one.
+func statusText(code int) string {
+	if text := http.StatusText(code); text != "" {
+		return text
 	}
-	return "HTTP/1.1 " + strconv.Itoa(code) + " " + text
+	return "status code " + strconv.Itoa(code)
 }
 
 // connReader is what the connection's bufio.Reader reads from. It bounds
@@ -506,6 +511,13 @@ func (b *h1Body) Close() error {
 	b.closed = true
 	b.mu.Unlock()
 	return nil
+}
+
+// ended reports whether the body has been read to its end.
+func (b *h1Body) ended() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.eof
 }
 
 // drain reads what is left of the body, up to maxDrainBytes, and reports

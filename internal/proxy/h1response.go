@@ -84,7 +84,6 @@ func (w *h1Response) informational(code int) {
 	}
 	bw := w.c.writer()
 	bw.WriteString(statusLine(code))
-	bw.WriteString("\r\n")
 	writeFields(bw, w.header)
 	bw.WriteString("\r\n")
 	w.fail(bw.Flush())
@@ -151,7 +150,6 @@ func (w *h1Response) writeHeader(code int) {
 
 	bw := w.c.writer()
 	bw.WriteString(statusLine(code))
-	bw.WriteString("\r\n")
 	delete(h, "Connection")
 	writeFields(bw, h)
 	if _, ok := h["Date"]; !ok {
@@ -319,6 +317,9 @@ func (w *h1Response) finish() bool {
 	}
 	// What the handler left of the request body stands between this
 	// request and the next.
+	if w.body.ended() {
+		return true
+	}
 	c := w.c
 	c.rwc.SetReadDeadline(time.Now().Add(c.s.p.cfg.ReadHeaderTimeout))
 	keep := w.body.drain()
