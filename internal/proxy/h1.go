@@ -37,6 +37,14 @@ const clientWatchDelay = 50 * time.Millisecond
 // read and dropped to keep the connection; past it the connection closes.
 const maxDrainBytes = 256 << 10
 
+// lingerTime and maxLingerBytes bound how long and how much a connection
+// closed with its request unread goes on reading, so that the client gets
+// the response before the connection is gone.
+const (
+	lingerTime     = 500 * time.Millisecond
+	maxLingerBytes = 1 << 20
+)
+
 // tunnelServer tracks the HTTP/1.1 connections being served inside
 // tunnels, so that Shutdown can close the idle ones and let the others
 // finish the response in hand.
@@ -135,6 +143,9 @@ type h1Conn struct {
 	// hijacked: a protocol switch took the connection, its buffers and
 	// the closing of it.
 	hijacked bool
+	// unread: the connection ends with the client's request not read to
+	// its end, so closing it at once would reset it under the response.
+	unread bool
 }
 
 var (
@@ -152,6 +163,9 @@ func (c *h1Conn) serve() {
 		}
 		c.br.Reset(nil)
 		h1Readers.Put(c.br)
+		if c.unread {
+			c.lingerClose()
+		}
 		c.rwc.Close()
 	}()
 	c.cr.timer = time.AfterFunc(time.Hour, c.cr.watchDue)
@@ -319,6 +333,23 @@ func (c *h1Conn) refuse(status int, reason string) {
 	c.rwc.SetWriteDeadline(time.Now().Add(time.Second))
 	w.Flush()
 	c.releaseWriter()
+	c.unread = true
+}
+
+// lingerClose ends the sending half of the connection and reads what the
+// client still sends, for a bounded time and amount. Closing a socket with
+// unread input makes the kernel reset it, and a client still writing its
+// request would then lose the response already sent to it.
+func (c *h1Conn) lingerClose() {
+	if tc, ok := c.rwc.Conn.(*tls.Conn); ok {
+		tc.SetWriteDeadline(time.Now().Add(lingerTime))
+		tc.CloseWrite()
+	}
+	if hc, ok := c.rwc.raw.(interface{ CloseWrite() error }); ok {
+		hc.CloseWrite()
+	}
+	c.rwc.SetReadDeadline(time.Now().Add(lingerTime))
+	io.CopyN(io.Discard, c.rwc, maxLingerBytes)
 }
 
 // statusLine is a response's first line, line ending included.

@@ -172,6 +172,21 @@ func TestHTTP1Exchanges(t *testing.T) {
 		}
 	})
 
+	t.Run("refused while still sending", func(t *testing.T) {
+		// The proxy answers 431 after the first part of the header; the
+		// client goes on writing, and must still be able to read the
+		// answer rather than find the connection reset under it.
+		c, br := open(t)
+		io.WriteString(c, "GET /v1/x HTTP/1.1\r\n"+host+"X-Big: "+strings.Repeat("a", 80<<10))
+		time.Sleep(100 * time.Millisecond)
+		if _, err := io.WriteString(c, strings.Repeat("a", 200<<10)+"\r\n\r\n"); err != nil {
+			t.Fatalf("the rest of the request: %v", err)
+		}
+		if res, _ := read(t, br, "GET"); res.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("status %s", res.Status)
+		}
+	})
+
 	t.Run("bad request", func(t *testing.T) {
 		c, br := open(t)
 		io.WriteString(c, "GET /v1/x HTTP/1.1\r\n\r\n")

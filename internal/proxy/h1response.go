@@ -324,5 +324,6 @@ func (w *h1Response) finish() bool {
 	c.rwc.SetReadDeadline(time.Now().Add(c.s.p.cfg.ReadHeaderTimeout))
 	keep := w.body.drain()
 	c.rwc.SetReadDeadline(time.Time{})
+	c.unread = !keep
 	return keep
 }
