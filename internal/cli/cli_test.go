@@ -31,18 +31,10 @@ func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
 		Setup: func(env *testscript.Env) error {
-			env.Setenv("CORDON_HOME", filepath.Join(env.WorkDir, "cordon-home"))
-			// Under the race detector each cordon process would otherwise
-			// linger a second as it exits.
-			env.Setenv("GORACE", "atexit_sleep_ms=0")
+			setScriptEnv(env)
 			return nil
 		},
-		Condition: func(cond string) (bool, error) {
-			if cond == "root" {
-				return os.Geteuid() == 0, nil
-			}
-			return false, fmt.Errorf("unknown condition %q", cond)
-		},
+		Condition: scriptCondition,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"statesnap":  cmdStateSnap,
 			"mode":       cmdMode,
@@ -53,6 +45,23 @@ func TestScripts(t *testing.T) {
 			"demoseen":   cmdDemoSeen,
 		},
 	})
+}
+
+// setScriptEnv gives a script a cordon home of its own in its work
+// directory.
+func setScriptEnv(env *testscript.Env) {
+	env.Setenv("CORDON_HOME", filepath.Join(env.WorkDir, "cordon-home"))
+	// Under the race detector each cordon process (and each sandbox's
+	// init) would otherwise linger a second as it exits.
+	env.Setenv("GORACE", "atexit_sleep_ms=0")
+}
+
+// scriptCondition answers the scripts' [root] condition.
+func scriptCondition(cond string) (bool, error) {
+	if cond == "root" {
+		return os.Geteuid() == 0, nil
+	}
+	return false, fmt.Errorf("unknown condition %q", cond)
 }
 
 // cmdStateSnap records a digest of every file under CORDON_HOME

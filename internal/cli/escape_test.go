@@ -24,10 +24,7 @@ func TestEscapeScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/escape",
 		Setup: func(env *testscript.Env) error {
-			env.Setenv("CORDON_HOME", filepath.Join(env.WorkDir, "cordon-home"))
-			// Under the race detector, each cordon process (and each
-			// sandbox's init) would otherwise linger a second as it exits.
-			env.Setenv("GORACE", "atexit_sleep_ms=0")
+			setScriptEnv(env)
 			// A state directory where the sandbox would see it were it not
 			// hidden: outside the directories every sandbox gets fresh.
 			visible, err := os.MkdirTemp("/var/tmp", "cordon-escape-")
@@ -44,12 +41,7 @@ func TestEscapeScripts(t *testing.T) {
 			env.Setenv("HOST_FILES", fixture)
 			return nil
 		},
-		Condition: func(cond string) (bool, error) {
-			if cond == "root" {
-				return os.Geteuid() == 0, nil
-			}
-			return false, fmt.Errorf("unknown condition %q", cond)
-		},
+		Condition: scriptCondition,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"upstream": cmdUpstream,
 			"waitfor":  cmdWaitFor,
